@@ -1,0 +1,173 @@
+//! The turn interface every channel goes through, and the engines behind it. For now the
+//! engine is a knowledge-base responder (full-text search of the tenant's entries with a
+//! fallback message); the agent engine replaces it behind the same trait.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::{Channel, ConversationId, EndUserId, MessageId, TenantId};
+use store::Store;
+
+/// One inbound message to answer.
+#[derive(Clone, Debug)]
+pub struct TurnInput {
+    pub tenant_id: TenantId,
+    pub conversation_id: ConversationId,
+    pub end_user_id: EndUserId,
+    pub message_id: MessageId,
+    pub channel: Channel,
+    /// The message text, decrypted. Never logged.
+    pub text: String,
+}
+
+/// What the turn produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnOutput {
+    /// The reply to send, if any.
+    pub reply: Option<String>,
+    /// Which engine or agent answered (for logs and metrics; no user data).
+    pub answered_by: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    /// A dependency failed in a way worth retrying later (database, provider).
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<store::StoreError> for TurnError {
+    fn from(e: store::StoreError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+#[async_trait]
+pub trait TurnEngine: Send + Sync + 'static {
+    async fn run(&self, input: TurnInput) -> Result<TurnOutput, TurnError>;
+}
+
+/// SMS-friendly cap on a reply: 10 segments of GSM-7 text.
+pub const MAX_REPLY_CHARS: usize = 1530;
+
+/// Answers with the best-matching knowledge-base entry, or the fallback message.
+pub struct KnowledgeResponder {
+    store: Arc<dyn Store>,
+    fallback: String,
+}
+
+impl KnowledgeResponder {
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>, fallback: String) -> Self {
+        Self { store, fallback }
+    }
+}
+
+#[async_trait]
+impl TurnEngine for KnowledgeResponder {
+    async fn run(&self, input: TurnInput) -> Result<TurnOutput, TurnError> {
+        let hits = self
+            .store
+            .search_kb(input.tenant_id, &input.text, 1)
+            .await?;
+        let (reply, answered_by) = match hits.into_iter().next() {
+            Some(hit) => (hit.entry.body, "knowledge_base"),
+            None => (self.fallback.clone(), "fallback"),
+        };
+        Ok(TurnOutput {
+            reply: Some(truncate_chars(&reply, MAX_REPLY_CHARS)),
+            answered_by,
+        })
+    }
+}
+
+fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => {
+            let mut cut = text[..i].trim_end().to_owned();
+            cut.pop();
+            cut.push('…');
+            cut
+        }
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use domain::{PhoneNumber, TenantName};
+    use store::{KbEntryInput, NewTenant};
+
+    use super::*;
+
+    async fn run_on(db: &testkit::TestDb) {
+        let stores = db.stores();
+        let t = stores
+            .data
+            .create_tenant(NewTenant {
+                name: TenantName::parse("Acme").unwrap(),
+                phone_numbers: vec![PhoneNumber::parse("+15550000001").unwrap()],
+            })
+            .await
+            .unwrap()
+            .id;
+        stores
+            .data
+            .add_kb_entry(
+                t,
+                KbEntryInput {
+                    title: "Opening hours".into(),
+                    body: "Mon-Fri 9-17.".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let engine = KnowledgeResponder::new(stores.data.clone(), "We'll call you back.".into());
+        let input = |text: &str| TurnInput {
+            tenant_id: t,
+            conversation_id: ConversationId::new(),
+            end_user_id: EndUserId::new(),
+            message_id: MessageId::new(),
+            channel: Channel::Sms,
+            text: text.into(),
+        };
+        let out = engine
+            .run(input("what are your opening hours"))
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            TurnOutput {
+                reply: Some("Mon-Fri 9-17.".into()),
+                answered_by: "knowledge_base"
+            }
+        );
+        let out = engine.run(input("do you sell bicycles")).await.unwrap();
+        assert_eq!(
+            out,
+            TurnOutput {
+                reply: Some("We'll call you back.".into()),
+                answered_by: "fallback"
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_from_the_knowledge_base_or_falls_back_on_each_backend() {
+        for db in testkit::TestDb::each().await {
+            run_on(&db).await;
+            db.cleanup().await;
+        }
+    }
+
+    #[test]
+    fn long_replies_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(2000);
+        let cut = truncate_chars(&long, MAX_REPLY_CHARS);
+        assert_eq!(cut.chars().count(), MAX_REPLY_CHARS);
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate_chars("short", 10), "short");
+    }
+}

@@ -1,0 +1,157 @@
+//! Conversations and their messages, read-only, scoped to the caller's tenant.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use domain::ConversationId;
+use serde::{Deserialize, Serialize};
+use store::Page;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ApiError;
+use crate::extract::{ApiQuery, AuthTenant, parse_id};
+use crate::{AppState, inner};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/conversations", get(list))
+        .route("/conversations/{id}/messages", get(messages))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// Return items older than this id (the `next_before` of the previous page).
+    pub before: Option<uuid::Uuid>,
+}
+
+impl PageQuery {
+    pub fn page(&self) -> Page {
+        Page::new(self.limit.unwrap_or(50), self.before)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationView {
+    pub id: uuid::Uuid,
+    pub end_user_id: uuid::Uuid,
+    pub message_count: u64,
+    /// RFC 3339.
+    pub created_at: String,
+    pub last_message_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationList {
+    pub items: Vec<ConversationView>,
+    /// Pass as `before` to get the next page; absent on the last page.
+    pub next_before: Option<uuid::Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageView {
+    pub id: uuid::Uuid,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// `sms` or `web_chat`.
+    pub channel: String,
+    /// `received`, `queued`, `sending`, `sent`, `delivered`, `undelivered`, `failed`, `read`, `replied_inline`.
+    pub status: String,
+    pub body: String,
+    pub in_reply_to: Option<uuid::Uuid>,
+    pub provider_sid: Option<String>,
+    pub error_code: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    pub items: Vec<MessageView>,
+    pub next_before: Option<uuid::Uuid>,
+}
+
+fn next_before<T>(items: &[T], limit: u32, id: impl Fn(&T) -> uuid::Uuid) -> Option<uuid::Uuid> {
+    (items.len() == limit as usize)
+        .then(|| items.last().map(id))
+        .flatten()
+}
+
+/// Conversations of the caller's tenant, newest first.
+#[utoipa::path(get, path = "/api/v1/conversations", params(PageQuery), tag = "conversations",
+    security(("api_key" = [])),
+    responses((status = 200, body = ConversationList), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn list(
+    state: State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<ConversationList>, ApiError> {
+    let page = q.page();
+    let rows = inner(&state)
+        .stores
+        .data
+        .list_conversations(tenant, page)
+        .await?;
+    let next = next_before(&rows, page.limit, |c| c.id.into_uuid());
+    Ok(Json(ConversationList {
+        items: rows
+            .into_iter()
+            .map(|c| ConversationView {
+                id: c.id.into_uuid(),
+                end_user_id: c.end_user_id.into_uuid(),
+                message_count: c.message_count,
+                created_at: c.created_at.to_string(),
+                last_message_at: c.last_message_at.to_string(),
+            })
+            .collect(),
+        next_before: next,
+    }))
+}
+
+/// Messages of one conversation, newest first, bodies decrypted.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", params(("id" = uuid::Uuid, Path), PageQuery),
+    tag = "conversations", security(("api_key" = [])),
+    responses((status = 200, body = MessageList), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn messages(
+    state: State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<MessageList>, ApiError> {
+    let id: ConversationId = parse_id(&id)?;
+    let inner = inner(&state);
+    if inner
+        .stores
+        .data
+        .get_conversation(tenant, id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::NotFound {
+            what: "conversation",
+        });
+    }
+    let page = q.page();
+    let rows = inner.stores.data.list_messages(tenant, id, page).await?;
+    let next = next_before(&rows, page.limit, |m| m.id.into_uuid());
+    let mut items = Vec::with_capacity(rows.len());
+    for m in rows {
+        items.push(MessageView {
+            id: m.id.into_uuid(),
+            direction: m.direction.as_str().to_owned(),
+            channel: m.channel.as_str().to_owned(),
+            status: m.status.as_str().to_owned(),
+            body: inner.messaging.message_text(tenant, &m.body).await?,
+            in_reply_to: m.in_reply_to.map(domain::MessageId::into_uuid),
+            provider_sid: m.provider_sid,
+            error_code: m.error_code,
+            created_at: m.created_at.to_string(),
+        });
+    }
+    Ok(Json(MessageList {
+        items,
+        next_before: next,
+    }))
+}

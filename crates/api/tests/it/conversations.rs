@@ -1,0 +1,142 @@
+//! Listing conversations and their messages.
+
+use axum::http::StatusCode;
+use serde_json::json;
+use testkit::TestDb;
+
+use crate::{TestApp, each_backend};
+
+each_backend!(
+    pages_conversations_newest_first,
+    pages_messages,
+    rejects_invalid_queries_and_ids
+);
+
+async fn pages_conversations_newest_first(db: &TestDb) {
+    let app = TestApp::new(db).await;
+    let mut created = Vec::new();
+    for i in 0..3 {
+        let res = app
+            .post_json(
+                "/api/v1/chat/messages",
+                &json!({ "message": format!("hello {i}") }),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        created.push(res.json()["conversation_id"].clone());
+    }
+    // And one over SMS.
+    app.text("SMpage1", crate::CUSTOMER, "opening hours?")
+        .await
+        .assert_twiml(Some(crate::HOURS));
+
+    let page = app.get("/api/v1/conversations?limit=2").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let page = page.json();
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1]["id"], created[2], "newest first");
+    let before = page["next_before"].as_str().expect("a next page");
+    assert_eq!(before, items[1]["id"]);
+    for item in items {
+        assert_eq!(item["message_count"], 2);
+        assert!(
+            item["end_user_id"]
+                .as_str()
+                .is_some_and(|u| u.parse::<uuid::Uuid>().is_ok())
+        );
+    }
+
+    let next = app
+        .get(&format!("/api/v1/conversations?limit=2&before={before}"))
+        .await
+        .json();
+    let ids: Vec<serde_json::Value> = next["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].clone())
+        .collect();
+    assert_eq!(ids, [created[1].clone(), created[0].clone()]);
+    // A full page may have a successor that turns out empty; that page ends the listing.
+    if let Some(b) = next["next_before"].as_str() {
+        let last = app
+            .get(&format!("/api/v1/conversations?limit=2&before={b}"))
+            .await
+            .json();
+        assert_eq!(last["items"], json!([]));
+        assert!(last["next_before"].is_null(), "{last}");
+    }
+
+    // Without a limit: everything, and no next page.
+    let all = app.get("/api/v1/conversations").await.json();
+    assert_eq!(all["items"].as_array().unwrap().len(), 4);
+    assert!(all["next_before"].is_null());
+    // Out-of-range limits are clamped, not errors.
+    assert_eq!(
+        app.get("/api/v1/conversations?limit=0").await.json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        app.get("/api/v1/conversations?limit=100000").await.json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+async fn pages_messages(db: &TestDb) {
+    let app = TestApp::new(db).await;
+    let first = app
+        .post_json("/api/v1/chat/messages", &json!({ "message": "one" }))
+        .await
+        .json();
+    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+    app.post_json(
+        "/api/v1/chat/messages",
+        &json!({ "conversation_id": conversation, "message": "two" }),
+    )
+    .await;
+
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    let page = app.get(&format!("{path}?limit=3")).await.json();
+    assert_eq!(page["items"].as_array().unwrap().len(), 3);
+    let before = page["next_before"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let rest = app
+        .get(&format!("{path}?limit=3&before={before}"))
+        .await
+        .json();
+    let rest = rest["items"].as_array().unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["body"], "one", "the oldest message comes last");
+}
+
+async fn rejects_invalid_queries_and_ids(db: &TestDb) {
+    let app = TestApp::new(db).await;
+    for query in [
+        "limit=abc",
+        "limit=-1",
+        "before=not-a-uuid",
+        "limit=1&limit=2",
+    ] {
+        let res = app.get(&format!("/api/v1/conversations?{query}")).await;
+        res.assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    }
+    app.get("/api/v1/kb?limit=abc")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    app.get("/api/v1/conversations/not-a-uuid/messages")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_id");
+    let unknown = uuid::Uuid::now_v7();
+    app.get(&format!("/api/v1/conversations/{unknown}/messages"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+}

@@ -1,0 +1,213 @@
+//! Command-line interface: global configuration flags and the subcommands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use domain::PhoneNumber;
+
+use crate::config::{self, CliOverrides};
+use crate::{admin, app, doctor, simulate, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "concierge",
+    version,
+    about = "Concierge: a multi-tenant AI agent platform in one binary"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML configuration file (also CONCIERGE_CONFIG).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Data directory for the embedded default (SQLite, generated keys).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://... or postgres://...
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    #[arg(long, global = true)]
+    pub redis_url: Option<String>,
+    /// Public listener (API, webhooks, health).
+    #[arg(long, global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Admin listener (metrics); keep it private.
+    #[arg(long, global = true)]
+    pub admin_listen: Option<SocketAddr>,
+    /// The base URL Twilio calls (used to verify signatures).
+    #[arg(long, global = true)]
+    pub public_url: Option<String>,
+    /// Machine-readable output (accepted anywhere, also as the last argument).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API and webhooks (and run the worker too on the embedded SQLite default).
+    Serve,
+    /// Run background jobs (turns, outbound SMS).
+    Worker,
+    /// Serve and run the worker in one process.
+    All,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the effective configuration (secrets redacted) and check every dependency.
+    Doctor,
+    /// Administration: tenants, API keys, knowledge base.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+    /// Send a signed test webhook to a running server, as Twilio would.
+    Simulate {
+        #[command(subcommand)]
+        command: SimulateCommand,
+    },
+    /// Configuration reference.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimulateCommand {
+    /// An inbound SMS from `--from` to the tenant number `--to`.
+    Sms {
+        #[arg(long)]
+        from: PhoneNumber,
+        #[arg(long)]
+        to: PhoneNumber,
+        #[arg(long)]
+        body: String,
+        /// Server base URL (default: the configured public URL).
+        #[arg(long)]
+        url: Option<String>,
+        /// MessageSid to use (default: a new random one); reuse one to test replays.
+        #[arg(long)]
+        sid: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Every setting with its environment variable and default, as a Markdown table.
+    Reference,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let overrides = CliOverrides {
+        data_dir: cli.global.data_dir.clone(),
+        database_url: cli.global.database_url.clone(),
+        redis_url: cli.global.redis_url.clone(),
+        listen: cli.global.listen,
+        admin_listen: cli.global.admin_listen,
+        public_url: cli.global.public_url.clone(),
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    if let Command::Config {
+        command: ConfigCommand::Reference,
+    } = cli.command
+    {
+        println!("{}", config_reference_markdown());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let loaded = config::load(cli.global.config.as_deref(), &env, &overrides)
+        .context("loading configuration")?;
+    let long_running = matches!(cli.command, Command::Serve | Command::Worker | Command::All);
+    let _telemetry = telemetry::init(&loaded.settings, long_running)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let settings = loaded.settings;
+    let json = cli.global.json;
+    match cli.command {
+        Command::Serve => {
+            app::serve(
+                settings,
+                app::Roles {
+                    api: true,
+                    worker: None,
+                },
+            )
+            .await
+        }
+        Command::All => {
+            app::serve(
+                settings,
+                app::Roles {
+                    api: true,
+                    worker: Some(true),
+                },
+            )
+            .await
+        }
+        Command::Worker => {
+            app::serve(
+                settings,
+                app::Roles {
+                    api: false,
+                    worker: Some(true),
+                },
+            )
+            .await
+        }
+        Command::Migrate => {
+            let store = app::open_store(&settings).await?;
+            let status = store.data.migration_status().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "applied": status.applied, "known": status.known })
+                );
+            } else {
+                println!("migrations applied: {} of {}", status.applied, status.known);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => doctor::run(&settings, json).await,
+        Command::Admin { command } => admin::run(&settings, command, json).await,
+        Command::Simulate {
+            command:
+                SimulateCommand::Sms {
+                    from,
+                    to,
+                    body,
+                    url,
+                    sid,
+                },
+        } => simulate::sms(&settings, &from, &to, &body, url, sid, json).await,
+        Command::Config { .. } => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn config_reference_markdown() -> String {
+    let mut out = String::from(
+        "| Environment variable | Key | Default | Secret (`_FILE` accepted) |\n|---|---|---|---|\n",
+    );
+    for doc in config::reference() {
+        let default = if doc.default.is_empty() {
+            "(unset)".to_owned()
+        } else {
+            format!("`{}`", doc.default)
+        };
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            doc.env,
+            doc.key,
+            default.replace('|', "\\|"),
+            if doc.secret { "yes" } else { "" }
+        ));
+    }
+    out
+}

@@ -1,0 +1,181 @@
+//! The worker path end to end: a turn that misses the inline budget is answered by the
+//! worker through the outbox and the (fake) Twilio Messages API, on both backends.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::{TurnEngine, TurnError, TurnInput, TurnOutput};
+use async_trait::async_trait;
+use crypto::MasterKey;
+use domain::{MessageStatus, PhoneNumber, TenantName};
+use integrations::pacing::LocalPacer;
+use integrations::twilio::{TwilioClient, TwilioConfig};
+use messaging::{InboundKind, Messaging, MessagingConfig, Outbox, OutboxConfig, Vault};
+use store::{NewTenant, Page};
+use testkit::fake_twilio::FakeTwilio;
+use tokio::sync::watch;
+
+/// An engine slower than the inline budget.
+struct Slow;
+
+#[async_trait]
+impl TurnEngine for Slow {
+    async fn run(&self, input: TurnInput) -> Result<TurnOutput, TurnError> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(TurnOutput {
+            reply: Some(format!("you said: {}", input.text)),
+            answered_by: "slow",
+        })
+    }
+}
+
+async fn deferred_turns_are_sent_by_the_worker(db: &testkit::TestDb, fail_first: bool) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let stores = db.stores();
+    let tenant = stores
+        .data
+        .create_tenant(NewTenant {
+            name: TenantName::parse("Acme").unwrap(),
+            phone_numbers: vec![PhoneNumber::parse("+15550000001").unwrap()],
+        })
+        .await
+        .unwrap();
+    let vault = Arc::new(Vault::new(MasterKey::generate(), stores.data.clone()));
+    let engine: Arc<dyn TurnEngine> = Arc::new(Slow);
+    let messaging = Messaging::new(
+        stores.clone(),
+        vault.clone(),
+        engine.clone(),
+        MessagingConfig {
+            inline_budget: Duration::from_millis(50),
+            max_attempts: 5,
+            node_id: "api".into(),
+        },
+    );
+    let from = PhoneNumber::parse("+15557654321").unwrap();
+    let to = PhoneNumber::parse("+15550000001").unwrap();
+    let reply = messaging
+        .receive_sms(&tenant, &from, &to, "SMslow1", "hello")
+        .await
+        .unwrap();
+    assert_eq!(reply.outcome, InboundKind::Deferred);
+    assert_eq!(reply.text, None);
+
+    let twilio = FakeTwilio::start("ACtest", "secret").await;
+    if fail_first {
+        twilio.fail_next(1, 500, None);
+    }
+    let sender = Arc::new(
+        TwilioClient::new(TwilioConfig {
+            api_base: twilio.base_url(),
+            ..TwilioConfig::new("ACtest", secrecy::SecretString::from("secret"))
+        })
+        .unwrap(),
+    );
+    let outbox = Arc::new(Outbox::new(
+        stores.clone(),
+        vault,
+        engine,
+        sender,
+        Arc::new(LocalPacer::new()),
+        OutboxConfig {
+            public_url: Some("https://concierge.example.com".into()),
+            send_interval: Duration::from_millis(10),
+            turn_timeout: Duration::from_secs(5),
+            send_max_attempts: 5,
+        },
+    ));
+    let runner = jobs::Runner::new(
+        stores.queue.clone(),
+        outbox,
+        jobs::RunnerConfig {
+            concurrency: 4,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(100),
+            retry: domain::jobs::RetryPolicy {
+                max_attempts: 5,
+                base: Duration::from_millis(10),
+                cap: Duration::from_millis(50),
+            },
+            node_id: "w1".into(),
+            shutdown_grace: Duration::from_secs(5),
+        },
+    );
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(runner.run(stopped));
+
+    let sent = twilio.wait_for_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(
+        sent.len(),
+        1,
+        "the worker sends the reply through the Messages API"
+    );
+    assert_eq!(sent[0].to, "+15557654321");
+    assert_eq!(sent[0].from, "+15550000001");
+    assert_eq!(sent[0].body, "you said: hello");
+    assert_eq!(
+        sent[0].status_callback.as_deref(),
+        Some("https://concierge.example.com/webhooks/twilio/status")
+    );
+
+    // The reply is recorded with the provider's id; the queue drains.
+    let conversations = stores
+        .data
+        .list_conversations(tenant.id, Page::default())
+        .await
+        .unwrap();
+    let mut reply_row = None;
+    for _ in 0..50 {
+        let msgs = stores
+            .data
+            .list_messages(tenant.id, conversations[0].id, Page::default())
+            .await
+            .unwrap();
+        if let Some(m) = msgs
+            .into_iter()
+            .find(|m| m.provider_sid.as_deref() == Some(sent[0].sid.as_str()))
+        {
+            reply_row = Some(m);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply_row = reply_row.expect("reply stored with the provider sid");
+    assert_eq!(reply_row.status, MessageStatus::Sent);
+    // A status callback moves it forward.
+    assert!(
+        messaging::apply_status(&stores, tenant.id, &sent[0].sid, "delivered", None)
+            .await
+            .unwrap()
+    );
+    // The runner records completion after the provider answered, so the
+    // queue drains a moment after the reply row appears: poll, don't race.
+    let mut stats = stores.queue.stats().await.unwrap();
+    for _ in 0..100 {
+        if (stats.queued, stats.running, stats.dead) == (0, 0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stats = stores.queue.stats().await.unwrap();
+    }
+    assert_eq!((stats.queued, stats.running, stats.dead), (0, 0, 0));
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+    // Exactly one message went out, even with a retried provider failure.
+    assert_eq!(twilio.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_deferred_turns_are_sent_by_the_worker() {
+    let db = testkit::TestDb::sqlite().await;
+    deferred_turns_are_sent_by_the_worker(&db, false).await;
+}
+
+#[tokio::test]
+async fn postgres_deferred_turns_are_sent_by_the_worker_after_a_provider_error() {
+    let db = testkit::TestDb::postgres().await;
+    deferred_turns_are_sent_by_the_worker(&db, true).await;
+    db.cleanup().await;
+}

@@ -1,0 +1,335 @@
+//! The worker side of the message path: turns that did not finish inline, outbound SMS
+//! through the provider with per-sender pacing, and delivery status callbacks.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::{TurnEngine, TurnInput};
+use domain::{Channel, Direction, MessageId, MessageStatus, PhoneNumber, TenantId};
+use integrations::pacing::Pacer;
+use integrations::twilio::{OutboundSms, SmsError, SmsSender};
+use store::{ClaimedJob, Delivery, ReplyMessage, StatusUpdate, Stores};
+
+use crate::{MessagingError, Vault, columns};
+
+/// How a job ended, for the runner to persist.
+#[derive(Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    Done,
+    /// Try again with backoff (dead-lettered once attempts run out).
+    Retry(String),
+    /// Try again after exactly this long (pacing); the claim already counted the attempt.
+    RetryAfter(Duration, String),
+    /// Will never succeed: dead-letter now.
+    Fatal(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct OutboxConfig {
+    /// Base URL Twilio reaches us on; the status callback is built from it.
+    pub public_url: Option<String>,
+    /// Minimum spacing between two messages from one sender number.
+    pub send_interval: Duration,
+    /// Limit for one turn run by the worker.
+    pub turn_timeout: Duration,
+    pub send_max_attempts: u32,
+}
+
+pub struct Outbox {
+    stores: Stores,
+    vault: Arc<Vault>,
+    engine: Arc<dyn TurnEngine>,
+    sender: Arc<dyn SmsSender>,
+    pacer: Arc<dyn Pacer>,
+    config: OutboxConfig,
+}
+
+fn message_id(job: &ClaimedJob) -> Result<MessageId, JobOutcome> {
+    job.payload
+        .get("message_id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| JobOutcome::Fatal("payload has no message_id".into()))
+}
+
+fn transient(e: impl std::fmt::Display) -> JobOutcome {
+    JobOutcome::Retry(e.to_string())
+}
+
+impl Outbox {
+    pub fn new(
+        stores: Stores,
+        vault: Arc<Vault>,
+        engine: Arc<dyn TurnEngine>,
+        sender: Arc<dyn SmsSender>,
+        pacer: Arc<dyn Pacer>,
+        config: OutboxConfig,
+    ) -> Self {
+        Self {
+            stores,
+            vault,
+            engine,
+            sender,
+            pacer,
+            config,
+        }
+    }
+
+    /// Runs the turn of an inbound message that was not answered inline, and records the
+    /// reply (enqueueing the SMS send) in the same transaction that completes the job.
+    pub async fn run_turn(&self, job: &ClaimedJob) -> JobOutcome {
+        match self.try_run_turn(job).await {
+            Ok(outcome) | Err(outcome) => outcome,
+        }
+    }
+
+    async fn try_run_turn(&self, job: &ClaimedJob) -> Result<JobOutcome, JobOutcome> {
+        let tenant = job
+            .tenant_id
+            .ok_or_else(|| JobOutcome::Fatal("turn job without tenant".into()))?;
+        let id = message_id(job)?;
+        let Some(message) = self
+            .stores
+            .data
+            .get_message(tenant, id)
+            .await
+            .map_err(transient)?
+        else {
+            return Ok(JobOutcome::Done); // erased since: nothing to answer
+        };
+        let conversation = self
+            .stores
+            .data
+            .get_conversation(tenant, message.conversation_id)
+            .await
+            .map_err(transient)?
+            .ok_or_else(|| JobOutcome::Fatal("conversation vanished".into()))?;
+        let key = self.vault.data_key(tenant).await.map_err(transient)?;
+        let text = key
+            .decrypt_string(tenant, columns::MESSAGE_BODY, &message.body)
+            .map_err(|e| JobOutcome::Fatal(format!("cannot decrypt message: {e}")))?;
+        let input = TurnInput {
+            tenant_id: tenant,
+            conversation_id: conversation.id,
+            end_user_id: conversation.end_user_id,
+            message_id: id,
+            channel: message.channel,
+            text,
+        };
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.config.turn_timeout, self.engine.run(input)).await;
+        metrics::histogram!("concierge_turn_seconds", "mode" => "worker")
+            .record(started.elapsed().as_secs_f64());
+        let output = match result {
+            Ok(Ok(output)) => output,
+            Ok(Err(e)) => {
+                metrics::counter!("concierge_turns_total", "mode" => "worker", "outcome" => "error", "engine" => "none").increment(1);
+                return Err(JobOutcome::Retry(e.to_string()));
+            }
+            Err(_) => {
+                metrics::counter!("concierge_turns_total", "mode" => "worker", "outcome" => "timeout", "engine" => "none").increment(1);
+                return Err(JobOutcome::Retry("turn timed out".into()));
+            }
+        };
+        metrics::counter!("concierge_turns_total", "mode" => "worker", "outcome" => "ok", "engine" => output.answered_by).increment(1);
+        let Some(reply) = output.reply else {
+            let _ = self.stores.queue.complete(job.id, &job.lease).await;
+            return Ok(JobOutcome::Done);
+        };
+        let delivery = match message.channel {
+            Channel::Sms => Delivery::Outbox {
+                max_attempts: self.config.send_max_attempts,
+            },
+            Channel::WebChat => Delivery::Stored,
+        };
+        let recorded = self
+            .stores
+            .data
+            .record_reply(
+                tenant,
+                ReplyMessage {
+                    conversation_id: conversation.id,
+                    in_reply_to: id,
+                    channel: message.channel,
+                    body: key.encrypt_str(tenant, columns::MESSAGE_BODY, &reply),
+                    delivery,
+                    turn_job: Some((job.id, job.lease.clone())),
+                },
+            )
+            .await;
+        match recorded {
+            // The job row went with the reply's transaction.
+            Ok(_) | Err(store::StoreError::Conflict(_)) => Ok(JobOutcome::Done),
+            Err(e) => Err(transient(e)),
+        }
+    }
+
+    /// Sends one queued outbound SMS through the provider.
+    pub async fn send_sms(&self, job: &ClaimedJob) -> JobOutcome {
+        match self.try_send_sms(job).await {
+            Ok(outcome) | Err(outcome) => outcome,
+        }
+    }
+
+    async fn try_send_sms(&self, job: &ClaimedJob) -> Result<JobOutcome, JobOutcome> {
+        let tenant = job
+            .tenant_id
+            .ok_or_else(|| JobOutcome::Fatal("send job without tenant".into()))?;
+        let id = message_id(job)?;
+        let Some(out) = self
+            .stores
+            .data
+            .outbound_sms(tenant, id)
+            .await
+            .map_err(transient)?
+        else {
+            return Ok(JobOutcome::Done);
+        };
+        if out.message.direction != Direction::Outbound
+            || out.message.status != MessageStatus::Queued
+        {
+            return Ok(JobOutcome::Done); // already sent (a retried job after a crash)
+        }
+        if out.opted_out {
+            self.fail(tenant, id, "opted_out").await?;
+            metrics::counter!("concierge_outbound_sms_total", "status" => "suppressed")
+                .increment(1);
+            return Ok(JobOutcome::Done);
+        }
+        let (Some(from), Some(to_cipher)) = (out.from, out.to_ciphertext) else {
+            self.fail(tenant, id, "no_route").await?;
+            return Ok(JobOutcome::Fatal(
+                "no sender number or recipient for this message".into(),
+            ));
+        };
+        let key = self.vault.data_key(tenant).await.map_err(transient)?;
+        let decrypt = |column, bytes: &[u8]| {
+            key.decrypt_string(tenant, column, bytes)
+                .map_err(|e| JobOutcome::Fatal(format!("cannot decrypt: {e}")))
+        };
+        let to = PhoneNumber::parse(&decrypt(columns::END_USER_PHONE, &to_cipher)?)
+            .map_err(|e| JobOutcome::Fatal(format!("stored number invalid: {e}")))?;
+        let body = decrypt(columns::MESSAGE_BODY, &out.message.body)?;
+
+        // Per-sender pacing, shared by every worker through Redis when configured.
+        let wait = self
+            .pacer
+            .reserve(from.as_str(), self.config.send_interval)
+            .await
+            .map_err(transient)?;
+        if wait > Duration::from_secs(10) {
+            return Err(JobOutcome::RetryAfter(wait, "sender is busy; paced".into()));
+        }
+        tokio::time::sleep(wait).await;
+
+        let status_callback = self
+            .config
+            .public_url
+            .as_ref()
+            .map(|u| format!("{u}/webhooks/twilio/status"));
+        let sms = OutboundSms {
+            from,
+            to,
+            body,
+            status_callback,
+        };
+        match self.sender.send_sms(&sms).await {
+            Ok(sent) => {
+                let status =
+                    MessageStatus::from_twilio(&sent.status).unwrap_or(MessageStatus::Sent);
+                let status = if status.rank() < MessageStatus::Sent.rank() {
+                    MessageStatus::Sent
+                } else {
+                    status
+                };
+                self.stores
+                    .data
+                    .set_message_status(
+                        tenant,
+                        id,
+                        StatusUpdate {
+                            status,
+                            provider_sid: Some(sent.sid),
+                            error_code: None,
+                        },
+                    )
+                    .await
+                    .map_err(transient)?;
+                metrics::counter!("concierge_outbound_sms_total", "status" => "sent").increment(1);
+                Ok(JobOutcome::Done)
+            }
+            Err(SmsError::OptedOut) => {
+                self.fail(tenant, id, "21610").await?;
+                metrics::counter!("concierge_outbound_sms_total", "status" => "opted_out")
+                    .increment(1);
+                Ok(JobOutcome::Done)
+            }
+            Err(SmsError::NotConfigured) => {
+                self.fail(tenant, id, "provider_not_configured").await?;
+                metrics::counter!("concierge_outbound_sms_total", "status" => "not_configured")
+                    .increment(1);
+                Ok(JobOutcome::Done)
+            }
+            Err(SmsError::Rejected {
+                status,
+                code,
+                message,
+            }) => {
+                let code = code.map_or_else(|| format!("http_{status}"), |c| c.to_string());
+                self.fail(tenant, id, &code).await?;
+                metrics::counter!("concierge_outbound_sms_total", "status" => "rejected")
+                    .increment(1);
+                Ok(JobOutcome::Fatal(format!(
+                    "provider rejected the message ({code}): {message}"
+                )))
+            }
+            Err(e @ SmsError::Transient(_)) => {
+                metrics::counter!("concierge_outbound_sms_total", "status" => "retry").increment(1);
+                Err(JobOutcome::Retry(e.to_string()))
+            }
+        }
+    }
+
+    async fn fail(&self, tenant: TenantId, id: MessageId, code: &str) -> Result<(), JobOutcome> {
+        self.stores
+            .data
+            .set_message_status(
+                tenant,
+                id,
+                StatusUpdate {
+                    status: MessageStatus::Failed,
+                    provider_sid: None,
+                    error_code: Some(code.to_owned()),
+                },
+            )
+            .await
+            .map(|_| ())
+            .map_err(transient)
+    }
+}
+
+/// Applies a delivery status callback. Unknown statuses are ignored (Twilio adds values).
+pub async fn apply_status(
+    stores: &Stores,
+    tenant: TenantId,
+    sid: &str,
+    status: &str,
+    error_code: Option<&str>,
+) -> Result<bool, MessagingError> {
+    let Some(status) = MessageStatus::from_twilio(status) else {
+        return Ok(false);
+    };
+    let update = StatusUpdate {
+        status,
+        provider_sid: None,
+        error_code: error_code.map(str::to_owned),
+    };
+    let changed = stores
+        .data
+        .set_status_by_provider_sid(tenant, sid, update)
+        .await?;
+    if changed {
+        metrics::counter!("concierge_outbound_sms_total", "status" => status.as_str()).increment(1);
+    }
+    Ok(changed)
+}

@@ -1,0 +1,1021 @@
+//! PostgreSQL implementation of the store: the production backend. Every transaction that
+//! touches tenant data first sets `app.tenant_id`, which the row-level security policies
+//! compare against (see `migrations/`); the job queue claims with `FOR UPDATE SKIP LOCKED`
+//! and wakes workers in every process through `LISTEN/NOTIFY`.
+
+mod queue;
+mod rows;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::jobs::JobKind;
+use domain::{
+    ApiKeyId, ConsentKeyword, ConversationId, EndUserId, JobId, KbEntryId, MessageId,
+    MessageStatus, PhoneNumber, TenantId,
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+use store::{
+    ApiKey, Backend, ConsentEvent, Contact, Conversation, Delivery, DuplicateInbound, EndUser,
+    InboundMessage, InboundOutcome, KbEntry, KbEntryInput, KbHit, MigrationStatus, NewApiKey,
+    NewTenant, OutboundSms, Page, RecordedInbound, ReplyMessage, StatusUpdate, Store, StoreError,
+    StoreResult, StoredDataKey, StoredMessage, Tenant,
+};
+use tokio::sync::{Notify, OnceCell};
+
+use crate::rows::{db_err, now_ms, read_kb, read_message, read_tenant_row};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Pool sizing and timeouts.
+#[derive(Clone, Debug)]
+pub struct PgSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// Server-side limit for any one statement.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    wake: Arc<Notify>,
+    listener: Arc<OnceCell<()>>,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, settings: &PgSettings) -> StoreResult<Self> {
+        let statement_timeout = settings.statement_timeout.as_millis().to_string();
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("concierge")
+            .options([("statement_timeout", statement_timeout.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .min_connections(1)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            pool,
+            wake: Arc::new(Notify::new()),
+            listener: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// Applies the embedded migrations (under an advisory lock, so replicas can race safely).
+    pub async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))
+    }
+
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A transaction bound to one tenant: row-level security sees only its rows. `BEGIN` and
+    /// the setting travel in one round trip (the id is a formatted UUID, so it is safe to
+    /// inline).
+    async fn tenant_tx(&self, tenant: TenantId) -> StoreResult<Transaction<'static, Postgres>> {
+        let begin = format!("BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)");
+        self.pool
+            .begin_with(sqlx::AssertSqlSafe(begin))
+            .await
+            .map_err(db_err)
+    }
+
+    async fn write_tx(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(db_err)
+    }
+}
+
+async fn tenant_numbers(
+    executor: impl sqlx::PgExecutor<'_>,
+    tenant: TenantId,
+) -> StoreResult<Vec<PhoneNumber>> {
+    let rows = sqlx::query(
+        "SELECT e164 FROM tenant_phone_numbers WHERE tenant_id = $1 ORDER BY created_at, e164",
+    )
+    .bind(tenant.into_uuid())
+    .fetch_all(executor)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            let raw: String = r.try_get("e164").map_err(db_err)?;
+            PhoneNumber::parse(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .collect()
+}
+
+const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, direction, channel, body_cipher, status, provider_sid, in_reply_to, error_code, created_at";
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn migration_status(&self) -> StoreResult<MigrationStatus> {
+        let known = MIGRATOR.iter().count();
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let applied = if exists.is_some() {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+            usize::try_from(n).unwrap_or(0)
+        } else {
+            0
+        };
+        Ok(MigrationStatus { applied, known })
+    }
+
+    async fn create_tenant(&self, tenant: NewTenant) -> StoreResult<Tenant> {
+        let id = TenantId::new();
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(id.into_uuid())
+            .bind(tenant.name.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        for phone in &tenant.phone_numbers {
+            let inserted = sqlx::query(
+                "INSERT INTO tenant_phone_numbers (e164, tenant_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (e164) DO NOTHING",
+            )
+            .bind(phone.as_str())
+            .bind(id.into_uuid())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if inserted.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "phone number {} is already assigned to a tenant",
+                    phone.as_str()
+                )));
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(Tenant {
+            id,
+            name: tenant.name,
+            phone_numbers: tenant.phone_numbers,
+            created_at: store::timestamp_from_ms(now),
+        })
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (id, name, created_at) = read_tenant_row(row)?;
+            out.push(Tenant {
+                id,
+                name,
+                phone_numbers: tenant_numbers(&self.pool, id).await?,
+                created_at,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn get_tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
+            .bind(id.into_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let (id, name, created_at) = read_tenant_row(&row)?;
+                Ok(Some(Tenant {
+                    id,
+                    name,
+                    phone_numbers: tenant_numbers(&self.pool, id).await?,
+                    created_at,
+                }))
+            }
+        }
+    }
+
+    async fn tenant_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<Tenant>> {
+        let tenant: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT tenant_id FROM tenant_phone_numbers WHERE e164 = $1")
+                .bind(phone.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        match tenant {
+            None => Ok(None),
+            Some(id) => self.get_tenant(TenantId::from_uuid(id)).await,
+        }
+    }
+
+    async fn data_key(&self, tenant: TenantId) -> StoreResult<Option<StoredDataKey>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let row =
+            sqlx::query("SELECT key_id, kek_id, wrapped FROM tenant_keys WHERE tenant_id = $1")
+                .bind(tenant.into_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        row.map(|r| rows::read_data_key(&r)).transpose()
+    }
+
+    async fn put_data_key(
+        &self,
+        tenant: TenantId,
+        key: StoredDataKey,
+    ) -> StoreResult<StoredDataKey> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, key_id, kek_id, wrapped, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO NOTHING",
+        )
+        .bind(tenant.into_uuid())
+        .bind(i64::from(key.key_id))
+        .bind(i64::from(key.kek_id))
+        .bind(&key.wrapped)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let row =
+            sqlx::query("SELECT key_id, kek_id, wrapped FROM tenant_keys WHERE tenant_id = $1")
+                .bind(tenant.into_uuid())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        rows::read_data_key(&row)
+    }
+
+    async fn create_api_key(&self, tenant: TenantId, key: NewApiKey) -> StoreResult<ApiKey> {
+        let id = ApiKeyId::new();
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, prefix, digest, created_at) SELECT $1, id, $2, $3, $4 FROM tenants WHERE id = $5",
+        )
+        .bind(id.into_uuid())
+        .bind(&key.prefix)
+        .bind(key.digest.as_slice())
+        .bind(now)
+        .bind(tenant.into_uuid())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(ApiKey {
+            id,
+            tenant_id: tenant,
+            prefix: key.prefix,
+            created_at: store::timestamp_from_ms(now),
+        })
+    }
+
+    async fn api_key_by_digest(&self, digest: &[u8; 32]) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, prefix, created_at FROM api_keys WHERE digest = $1 AND revoked_at IS NULL",
+        )
+        .bind(digest.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| rows::read_api_key(&r)).transpose()
+    }
+
+    async fn record_inbound(
+        &self,
+        tenant: TenantId,
+        inbound: InboundMessage,
+    ) -> StoreResult<InboundOutcome> {
+        let now = now_ms();
+        let t = tenant.into_uuid();
+        let mut tx = self.tenant_tx(tenant).await?;
+
+        // The end user (created on first contact) and their conversation, in one statement.
+        let (end_user_id, new_end_user, opted_out_before, conversation_id) = match &inbound.contact
+        {
+            Contact::Phone { index, ciphertext } => {
+                let row = sqlx::query(
+                    "WITH u AS ( \
+                       INSERT INTO end_users (id, tenant_id, phone_index, phone_cipher, created_at, last_seen_at) \
+                       VALUES ($1, $2, $3, $4, $5, $5) \
+                       ON CONFLICT (tenant_id, phone_index) WHERE phone_index IS NOT NULL \
+                       DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at \
+                       RETURNING id, opted_out, (xmax = 0) AS inserted) \
+                     SELECT u.id AS uid, u.opted_out, u.inserted, c.id AS cid \
+                     FROM u LEFT JOIN conversations c ON c.end_user_id = u.id",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(t)
+                .bind(index.as_slice())
+                .bind(ciphertext)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let uid: uuid::Uuid = row.try_get("uid").map_err(db_err)?;
+                let opted: bool = row.try_get("opted_out").map_err(db_err)?;
+                let inserted: bool = row.try_get("inserted").map_err(db_err)?;
+                let cid: Option<uuid::Uuid> = row.try_get("cid").map_err(db_err)?;
+                let user = EndUserId::from_uuid(uid);
+                let conv = match cid {
+                    Some(c) => ConversationId::from_uuid(c),
+                    None => insert_conversation(&mut tx, tenant, user, now).await?,
+                };
+                (user, inserted, opted, conv)
+            }
+            Contact::Conversation(cid) => {
+                let row = sqlx::query(
+                    "SELECT u.id AS uid, u.opted_out FROM conversations c JOIN end_users u ON u.id = c.end_user_id WHERE c.tenant_id = $1 AND c.id = $2",
+                )
+                .bind(t)
+                .bind(cid.into_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound)?;
+                let uid: uuid::Uuid = row.try_get("uid").map_err(db_err)?;
+                let opted: bool = row.try_get("opted_out").map_err(db_err)?;
+                (EndUserId::from_uuid(uid), false, opted, *cid)
+            }
+            Contact::Anonymous => {
+                let user = EndUserId::new();
+                sqlx::query(
+                    "INSERT INTO end_users (id, tenant_id, created_at, last_seen_at) VALUES ($1, $2, $3, $3)",
+                )
+                .bind(user.into_uuid())
+                .bind(t)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let conv = insert_conversation(&mut tx, tenant, user, now).await?;
+                (user, true, false, conv)
+            }
+        };
+
+        // The claim: a unique key on (tenant, provider id). A replay inserts nothing, and the
+        // transaction is rolled back so the replay leaves no trace.
+        let message_id = MessageId::new();
+        let claimed = sqlx::query(
+            "INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, body_cipher, status, status_rank, provider_sid, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8, $9, $9) \
+             ON CONFLICT (tenant_id, provider_sid) WHERE provider_sid IS NOT NULL DO NOTHING",
+        )
+        .bind(message_id.into_uuid())
+        .bind(t)
+        .bind(conversation_id.into_uuid())
+        .bind(inbound.channel.as_str())
+        .bind(&inbound.body)
+        .bind(MessageStatus::Received.as_str())
+        .bind(MessageStatus::Received.rank())
+        .bind(inbound.provider_sid.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if claimed.rows_affected() == 0 {
+            tx.rollback().await.map_err(db_err)?;
+            let sid = inbound.provider_sid.as_deref().unwrap_or_default();
+            let mut tx = self.tenant_tx(tenant).await?;
+            let dup = duplicate(&mut tx, tenant, sid).await?;
+            tx.commit().await.map_err(db_err)?;
+            return dup
+                .map(InboundOutcome::Duplicate)
+                .ok_or(StoreError::NotFound);
+        }
+
+        let opted_out = ConsentKeyword::apply(inbound.keyword, opted_out_before);
+        if let Some(keyword) = inbound.keyword {
+            sqlx::query(
+                "WITH e AS (INSERT INTO consent_events (id, tenant_id, end_user_id, keyword, message_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)) \
+                 UPDATE end_users SET opted_out = $7 WHERE id = $3",
+            )
+            .bind(uuid::Uuid::now_v7())
+            .bind(t)
+            .bind(end_user_id.into_uuid())
+            .bind(keyword.as_str())
+            .bind(message_id.into_uuid())
+            .bind(now)
+            .bind(opted_out)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+
+        let turn_job = domain::consent::needs_turn(inbound.keyword, opted_out).then(JobId::new);
+        let plan = &inbound.turn;
+        let lease_ms = i64::try_from(plan.lease.as_millis()).unwrap_or(i64::MAX);
+        let (status, locked_until) = match &plan.inline_holder {
+            Some(_) => ("running", Some(now.saturating_add(lease_ms))),
+            None => ("queued", None),
+        };
+        // Conversation counters and the turn job in one round trip.
+        sqlx::query(
+            "WITH c AS (UPDATE conversations SET message_count = message_count + 1, last_message_at = $1, tenant_number = COALESCE($2, tenant_number) WHERE id = $3) \
+             INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, locked_by, locked_until, created_at, updated_at) \
+             SELECT $4, $5, $6, $7, $8, $9, $1, $10, $11, $12, $1, $1 WHERE $4::uuid IS NOT NULL",
+        )
+        .bind(now)
+        .bind(inbound.tenant_number.as_ref().map(PhoneNumber::as_str))
+        .bind(conversation_id.into_uuid())
+        .bind(turn_job.map(JobId::into_uuid))
+        .bind(t)
+        .bind(JobKind::Turn.as_str())
+        .bind(queue::turn_payload(conversation_id, message_id))
+        .bind(format!("turn:{message_id}"))
+        .bind(status)
+        .bind(i64::from(plan.max_attempts))
+        .bind(plan.inline_holder.as_deref())
+        .bind(locked_until)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+
+        tx.commit().await.map_err(db_err)?;
+        Ok(InboundOutcome::Recorded(RecordedInbound {
+            message_id,
+            conversation_id,
+            end_user_id,
+            new_end_user,
+            opted_out,
+            turn_job,
+        }))
+    }
+
+    async fn record_reply(&self, tenant: TenantId, reply: ReplyMessage) -> StoreResult<MessageId> {
+        let now = now_ms();
+        let t = tenant.into_uuid();
+        let mut tx = self.tenant_tx(tenant).await?;
+        if let Some((job, lease)) = &reply.turn_job {
+            let done = sqlx::query(
+                "DELETE FROM jobs WHERE id = $1 AND status = 'running' AND locked_by = $2 AND attempts = $3",
+            )
+            .bind(job.into_uuid())
+            .bind(&lease.holder)
+            .bind(i64::from(lease.attempt))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(
+                    "the turn job is no longer held by this lease".into(),
+                ));
+            }
+        }
+        let status = match reply.delivery {
+            Delivery::Inline => MessageStatus::RepliedInline,
+            Delivery::Outbox { .. } => MessageStatus::Queued,
+            Delivery::Stored => MessageStatus::Sent,
+        };
+        let id = MessageId::new();
+        let inserted = sqlx::query(
+            "INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, body_cipher, status, status_rank, in_reply_to, created_at, updated_at) SELECT $1, tenant_id, id, 'outbound', $2, $3, $4, $5, $6, $7, $8 FROM conversations WHERE tenant_id = $9 AND id = $10",
+        )
+        .bind(id.into_uuid())
+        .bind(reply.channel.as_str())
+        .bind(&reply.body)
+        .bind(status.as_str())
+        .bind(status.rank())
+        .bind(reply.in_reply_to.into_uuid())
+        .bind(now)
+        .bind(now)
+        .bind(t)
+        .bind(reply.conversation_id.into_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("UPDATE conversations SET message_count = message_count + 1, last_message_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(reply.conversation_id.into_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let mut wake = false;
+        if let Delivery::Outbox { max_attempts } = reply.delivery {
+            sqlx::query(
+                "INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9)",
+            )
+            .bind(uuid::Uuid::now_v7())
+            .bind(t)
+            .bind(JobKind::SendSms.as_str())
+            .bind(queue::message_payload(id))
+            .bind(format!("send_sms:{id}"))
+            .bind(now)
+            .bind(i64::from(max_attempts))
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            wake = true;
+        }
+        tx.commit().await.map_err(db_err)?;
+        if wake {
+            self.wake.notify_waiters();
+        }
+        Ok(id)
+    }
+
+    async fn outbound_sms(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+    ) -> StoreResult<Option<OutboundSms>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let sql = format!(
+            "SELECT m.{cols}, u.phone_cipher, u.opted_out, c.tenant_number FROM messages m JOIN conversations c ON c.id = m.conversation_id JOIN end_users u ON u.id = c.end_user_id WHERE m.tenant_id = $1 AND m.id = $2 AND m.direction = 'outbound'",
+            cols = MESSAGE_COLUMNS.replace(", ", ", m.")
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.into_uuid())
+            .bind(message.into_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let msg = read_message(&row)?;
+        let to_ciphertext: Option<Vec<u8>> = row.try_get("phone_cipher").map_err(db_err)?;
+        let opted_out: bool = row.try_get("opted_out").map_err(db_err)?;
+        let number: Option<String> = row.try_get("tenant_number").map_err(db_err)?;
+        let from = match number {
+            Some(n) => {
+                Some(PhoneNumber::parse(&n).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            }
+            None => tenant_numbers(&self.pool, tenant).await?.into_iter().next(),
+        };
+        Ok(Some(OutboundSms {
+            message: msg,
+            to_ciphertext,
+            from,
+            opted_out,
+        }))
+    }
+
+    async fn set_message_status(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+        update: StatusUpdate,
+    ) -> StoreResult<bool> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let done = sqlx::query(
+            "UPDATE messages SET status = $1, status_rank = $2, provider_sid = COALESCE($3, provider_sid), error_code = COALESCE($4, error_code), updated_at = $5 WHERE tenant_id = $6 AND id = $7 AND status_rank <= $8",
+        )
+        .bind(update.status.as_str())
+        .bind(update.status.rank())
+        .bind(update.provider_sid.as_deref())
+        .bind(update.error_code.as_deref())
+        .bind(now_ms())
+        .bind(tenant.into_uuid())
+        .bind(message.into_uuid())
+        .bind(update.status.rank())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_status_by_provider_sid(
+        &self,
+        tenant: TenantId,
+        provider_sid: &str,
+        update: StatusUpdate,
+    ) -> StoreResult<bool> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let done = sqlx::query(
+            "UPDATE messages SET status = $1, status_rank = $2, error_code = COALESCE($3, error_code), updated_at = $4 WHERE tenant_id = $5 AND provider_sid = $6 AND direction = 'outbound' AND status_rank <= $7",
+        )
+        .bind(update.status.as_str())
+        .bind(update.status.rank())
+        .bind(update.error_code.as_deref())
+        .bind(now_ms())
+        .bind(tenant.into_uuid())
+        .bind(provider_sid)
+        .bind(update.status.rank())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn end_user(&self, tenant: TenantId, id: EndUserId) -> StoreResult<Option<EndUser>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let row = sqlx::query(
+            "SELECT id, tenant_id, phone_cipher, opted_out, created_at FROM end_users WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.into_uuid())
+        .bind(id.into_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        row.map(|r| rows::read_end_user(&r)).transpose()
+    }
+
+    async fn end_user_by_phone_index(
+        &self,
+        tenant: TenantId,
+        index: &[u8; 32],
+    ) -> StoreResult<Option<EndUser>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let row = sqlx::query(
+            "SELECT id, tenant_id, phone_cipher, opted_out, created_at FROM end_users WHERE tenant_id = $1 AND phone_index = $2",
+        )
+        .bind(tenant.into_uuid())
+        .bind(index.as_slice())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        row.map(|r| rows::read_end_user(&r)).transpose()
+    }
+
+    async fn consent_history(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+    ) -> StoreResult<Vec<ConsentEvent>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(
+            "SELECT keyword, message_id, created_at FROM consent_events WHERE tenant_id = $1 AND end_user_id = $2 ORDER BY id",
+        )
+        .bind(tenant.into_uuid())
+        .bind(end_user.into_uuid())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        rows.iter().map(rows::read_consent).collect()
+    }
+
+    async fn list_conversations(
+        &self,
+        tenant: TenantId,
+        page: Page,
+    ) -> StoreResult<Vec<Conversation>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at FROM conversations WHERE tenant_id = $1 AND ($2 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+        )
+        .bind(tenant.into_uuid())
+        .bind(page.before)
+        .bind(page.before)
+        .bind(i64::from(page.limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        rows.iter().map(rows::read_conversation).collect()
+    }
+
+    async fn get_conversation(
+        &self,
+        tenant: TenantId,
+        id: ConversationId,
+    ) -> StoreResult<Option<Conversation>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let row = sqlx::query(
+            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at FROM conversations WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.into_uuid())
+        .bind(id.into_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        row.as_ref().map(rows::read_conversation).transpose()
+    }
+
+    async fn list_messages(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        page: Page,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND conversation_id = $2 AND ($3 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.into_uuid())
+            .bind(conversation.into_uuid())
+            .bind(page.before)
+            .bind(page.before)
+            .bind(i64::from(page.limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        rows.iter().map(read_message).collect()
+    }
+
+    async fn get_message(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+    ) -> StoreResult<Option<StoredMessage>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.into_uuid())
+            .bind(id.into_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        row.as_ref().map(read_message).transpose()
+    }
+
+    async fn reply_to(
+        &self,
+        tenant: TenantId,
+        inbound: MessageId,
+    ) -> StoreResult<Option<StoredMessage>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND in_reply_to = $2 ORDER BY id LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.into_uuid())
+            .bind(inbound.into_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        row.as_ref().map(read_message).transpose()
+    }
+
+    async fn add_kb_entry(&self, tenant: TenantId, entry: KbEntryInput) -> StoreResult<KbEntry> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let id = KbEntryId::new();
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO kb_entries (id, tenant_id, title, body, created_at, updated_at) SELECT $1, id, $2, $3, $4, $5 FROM tenants WHERE id = $6",
+        )
+        .bind(id.into_uuid())
+        .bind(&entry.title)
+        .bind(&entry.body)
+        .bind(now)
+        .bind(now)
+        .bind(tenant.into_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let at = store::timestamp_from_ms(now);
+        Ok(KbEntry {
+            id,
+            tenant_id: tenant,
+            title: entry.title,
+            body: entry.body,
+            created_at: at,
+            updated_at: at,
+        })
+    }
+
+    async fn update_kb_entry(
+        &self,
+        tenant: TenantId,
+        id: KbEntryId,
+        entry: KbEntryInput,
+    ) -> StoreResult<KbEntry> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let done = sqlx::query(
+            "UPDATE kb_entries SET title = $1, body = $2, updated_at = $3 WHERE tenant_id = $4 AND id = $5",
+        )
+        .bind(&entry.title)
+        .bind(&entry.body)
+        .bind(now_ms())
+        .bind(tenant.into_uuid())
+        .bind(id.into_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.get_kb_entry(tenant, id)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn delete_kb_entry(&self, tenant: TenantId, id: KbEntryId) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let done = sqlx::query("DELETE FROM kb_entries WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.into_uuid())
+            .bind(id.into_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn get_kb_entry(&self, tenant: TenantId, id: KbEntryId) -> StoreResult<Option<KbEntry>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let row = sqlx::query(
+            "SELECT id, tenant_id, title, body, created_at, updated_at FROM kb_entries WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.into_uuid())
+        .bind(id.into_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        row.as_ref().map(read_kb).transpose()
+    }
+
+    async fn list_kb_entries(&self, tenant: TenantId, page: Page) -> StoreResult<Vec<KbEntry>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, title, body, created_at, updated_at FROM kb_entries WHERE tenant_id = $1 AND ($2 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+        )
+        .bind(tenant.into_uuid())
+        .bind(page.before)
+        .bind(page.before)
+        .bind(i64::from(page.limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        rows.iter().map(read_kb).collect()
+    }
+
+    async fn search_kb(
+        &self,
+        tenant: TenantId,
+        query: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<KbHit>> {
+        let Some(tsquery) = tsquery(query) else {
+            return Ok(Vec::new());
+        };
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, title, body, created_at, updated_at, ts_rank(search, q)::float8 AS rank \
+             FROM kb_entries, to_tsquery('simple', $1) q \
+             WHERE tenant_id = $2 AND search @@ q ORDER BY rank DESC, id LIMIT $3",
+        )
+        .bind(tsquery)
+        .bind(tenant.into_uuid())
+        .bind(i64::from(limit.clamp(1, 50)))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let rank: f64 = r.try_get("rank").map_err(db_err)?;
+                Ok(KbHit {
+                    entry: read_kb(r)?,
+                    score: rank,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_conversation(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: TenantId,
+    user: EndUserId,
+    now: i64,
+) -> StoreResult<ConversationId> {
+    // ON CONFLICT covers two first messages of a new contact racing each other.
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO conversations (id, tenant_id, end_user_id, created_at, last_message_at) VALUES ($1, $2, $3, $4, $4) \
+         ON CONFLICT (end_user_id) DO UPDATE SET last_message_at = EXCLUDED.last_message_at RETURNING id",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(tenant.into_uuid())
+    .bind(user.into_uuid())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(ConversationId::from_uuid(id))
+}
+
+async fn duplicate(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: TenantId,
+    sid: &str,
+) -> StoreResult<Option<DuplicateInbound>> {
+    let row = sqlx::query(
+        "SELECT id, conversation_id FROM messages WHERE tenant_id = $1 AND provider_sid = $2 AND direction = 'inbound'",
+    )
+    .bind(tenant.into_uuid())
+    .bind(sid)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let Some(row) = row else { return Ok(None) };
+    let id: uuid::Uuid = row.try_get("id").map_err(db_err)?;
+    let conv: uuid::Uuid = row.try_get("conversation_id").map_err(db_err)?;
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND in_reply_to = $2 ORDER BY id LIMIT 1"
+    );
+    let reply = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.into_uuid())
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(Some(DuplicateInbound {
+        message_id: MessageId::from_uuid(id),
+        conversation_id: ConversationId::from_uuid(conv),
+        reply: reply.as_ref().map(read_message).transpose()?,
+    }))
+}
+
+/// Turns free text into a safe `to_tsquery` expression: each word (letters and digits only,
+/// so no operator can be injected) becomes a prefix term, joined with OR.
+fn tsquery(text: &str) -> Option<String> {
+    let terms: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 2)
+        .take(32)
+        .map(|w| format!("{}:*", w.to_lowercase()))
+        .collect();
+    if terms.is_empty() {
+        None
+    } else {
+        Some(terms.join(" | "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tsquery;
+
+    #[test]
+    fn tsqueries_contain_no_operators_from_input() {
+        assert_eq!(
+            tsquery("Opening hours?").as_deref(),
+            Some("opening:* | hours:*")
+        );
+        assert_eq!(tsquery("a & !b | (c) <-> d'e"), None);
+        assert_eq!(tsquery("x' | y:* & zz").as_deref(), Some("zz:*"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Conformance suite for the store backends; the tests live in `tests/it`.

@@ -1,0 +1,197 @@
+//! Storage traits in domain terms, shared by the PostgreSQL and SQLite backends.
+//!
+//! Everything that touches tenant data takes a [`TenantId`]. Encryption happens above this
+//! layer: the store sees ciphertexts and blind indexes as bytes, never plaintext PII.
+
+mod queue;
+mod records;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::{ConversationId, EndUserId, KbEntryId, MessageId, PhoneNumber, TenantId};
+
+pub use queue::{ClaimedJob, DeadJob, JobQueue, Lease, NewJob, QueueStats};
+pub use records::*;
+
+/// What can go wrong in a store call, in terms the layers above can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database could not be reached or timed out; the caller may retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A row that cannot be turned back into a domain value (corruption or a bug).
+    #[error("invalid stored data: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which backend a store is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// The primary store: tenants, contacts, conversations, messages, consent, knowledge base.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Applied versus embedded migrations.
+    async fn migration_status(&self) -> StoreResult<MigrationStatus>;
+
+    // --- tenants (global routing data) ---------------------------------------------------
+
+    /// Creates a tenant with its phone numbers. A number already routed to a tenant is a
+    /// `Conflict`, and nothing is written.
+    async fn create_tenant(&self, tenant: NewTenant) -> StoreResult<Tenant>;
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    async fn get_tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>>;
+    /// The tenant a number is routed to (the `To` of an inbound SMS).
+    async fn tenant_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<Tenant>>;
+
+    /// The tenant's wrapped data key, if one exists.
+    async fn data_key(&self, tenant: TenantId) -> StoreResult<Option<StoredDataKey>>;
+    /// Stores `key` unless the tenant already has one; returns the key that is now stored,
+    /// so concurrent first writers agree on one key.
+    async fn put_data_key(
+        &self,
+        tenant: TenantId,
+        key: StoredDataKey,
+    ) -> StoreResult<StoredDataKey>;
+
+    async fn create_api_key(&self, tenant: TenantId, key: NewApiKey) -> StoreResult<ApiKey>;
+    async fn api_key_by_digest(&self, digest: &[u8; 32]) -> StoreResult<Option<ApiKey>>;
+
+    // --- the message path ----------------------------------------------------------------
+
+    /// Records an inbound message in one transaction: finds or creates the end user and the
+    /// conversation, claims the provider id (a replay is `Duplicate` and writes nothing),
+    /// applies a consent keyword to the ledger, stores the message, and enqueues the turn
+    /// job when one is needed.
+    async fn record_inbound(
+        &self,
+        tenant: TenantId,
+        inbound: InboundMessage,
+    ) -> StoreResult<InboundOutcome>;
+
+    /// Records the reply of a turn, completes the turn job if one is given, and for
+    /// outbox delivery enqueues the send job, all in one transaction.
+    async fn record_reply(&self, tenant: TenantId, reply: ReplyMessage) -> StoreResult<MessageId>;
+
+    /// Everything the sender needs for one queued outbound SMS.
+    async fn outbound_sms(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+    ) -> StoreResult<Option<OutboundSms>>;
+
+    /// Moves a message's delivery status forward (never backwards); returns whether it changed.
+    async fn set_message_status(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+        update: StatusUpdate,
+    ) -> StoreResult<bool>;
+
+    /// Applies a provider status callback to the outbound message with that provider id.
+    async fn set_status_by_provider_sid(
+        &self,
+        tenant: TenantId,
+        provider_sid: &str,
+        update: StatusUpdate,
+    ) -> StoreResult<bool>;
+
+    async fn end_user(&self, tenant: TenantId, id: EndUserId) -> StoreResult<Option<EndUser>>;
+    async fn end_user_by_phone_index(
+        &self,
+        tenant: TenantId,
+        index: &[u8; 32],
+    ) -> StoreResult<Option<EndUser>>;
+    async fn consent_history(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+    ) -> StoreResult<Vec<ConsentEvent>>;
+
+    async fn list_conversations(
+        &self,
+        tenant: TenantId,
+        page: Page,
+    ) -> StoreResult<Vec<Conversation>>;
+    async fn get_conversation(
+        &self,
+        tenant: TenantId,
+        id: ConversationId,
+    ) -> StoreResult<Option<Conversation>>;
+    async fn list_messages(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        page: Page,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    async fn get_message(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+    ) -> StoreResult<Option<StoredMessage>>;
+    /// The reply recorded for an inbound message, if any.
+    async fn reply_to(
+        &self,
+        tenant: TenantId,
+        inbound: MessageId,
+    ) -> StoreResult<Option<StoredMessage>>;
+
+    // --- knowledge base ------------------------------------------------------------------
+
+    async fn add_kb_entry(&self, tenant: TenantId, entry: KbEntryInput) -> StoreResult<KbEntry>;
+    async fn update_kb_entry(
+        &self,
+        tenant: TenantId,
+        id: KbEntryId,
+        entry: KbEntryInput,
+    ) -> StoreResult<KbEntry>;
+    async fn delete_kb_entry(&self, tenant: TenantId, id: KbEntryId) -> StoreResult<()>;
+    async fn get_kb_entry(&self, tenant: TenantId, id: KbEntryId) -> StoreResult<Option<KbEntry>>;
+    async fn list_kb_entries(&self, tenant: TenantId, page: Page) -> StoreResult<Vec<KbEntry>>;
+    /// Full-text search over titles and bodies, best match first.
+    async fn search_kb(&self, tenant: TenantId, query: &str, limit: u32)
+    -> StoreResult<Vec<KbHit>>;
+}
+
+/// Both halves of a backend, shared by every role.
+#[derive(Clone)]
+pub struct Stores {
+    pub data: Arc<dyn Store>,
+    pub queue: Arc<dyn JobQueue>,
+}
+
+impl Stores {
+    pub fn new<S: Store + JobQueue + Clone>(store: S) -> Self {
+        Self {
+            data: Arc::new(store.clone()),
+            queue: Arc::new(store),
+        }
+    }
+}

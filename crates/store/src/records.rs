@@ -1,0 +1,256 @@
+//! Rows and inputs of the store, in domain terms.
+
+use std::time::Duration;
+
+use domain::{
+    ApiKeyId, Channel, ConsentKeyword, ConversationId, Direction, EndUserId, JobId, KbEntryId,
+    MessageId, MessageStatus, PhoneNumber, TenantId, TenantName,
+};
+use jiff::Timestamp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub applied: usize,
+    pub known: usize,
+}
+
+impl MigrationStatus {
+    #[must_use]
+    pub const fn is_current(&self) -> bool {
+        self.applied >= self.known
+    }
+}
+
+/// Keyset pagination: items strictly older than `before` (by id, which is time-ordered).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    pub before: Option<uuid::Uuid>,
+}
+
+impl Page {
+    pub const MAX_LIMIT: u32 = 200;
+
+    #[must_use]
+    pub fn new(limit: u32, before: Option<uuid::Uuid>) -> Self {
+        Self {
+            limit: limit.clamp(1, Self::MAX_LIMIT),
+            before,
+        }
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self::new(50, None)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewTenant {
+    pub name: TenantName,
+    pub phone_numbers: Vec<PhoneNumber>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: TenantName,
+    pub phone_numbers: Vec<PhoneNumber>,
+    pub created_at: Timestamp,
+}
+
+/// A tenant data key wrapped by the master key (see the `crypto` crate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDataKey {
+    pub key_id: u32,
+    pub kek_id: u32,
+    pub wrapped: Vec<u8>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    pub prefix: String,
+    pub digest: [u8; 32],
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
+    pub prefix: String,
+    pub created_at: Timestamp,
+}
+
+/// Who sent an inbound message.
+#[derive(Clone, Debug)]
+pub enum Contact {
+    /// A phone number, found by its blind index and created (with the ciphertext) on first contact.
+    Phone {
+        index: [u8; 32],
+        ciphertext: Vec<u8>,
+    },
+    /// An existing conversation (web chat continuing a thread).
+    Conversation(ConversationId),
+    /// A new anonymous visitor (web chat starting a thread).
+    Anonymous,
+}
+
+/// How to schedule the turn job of an inbound message.
+#[derive(Clone, Debug)]
+pub struct TurnPlan {
+    /// When set, the job is created already leased to this holder until `lease` has passed,
+    /// so the API can run the turn inline while a worker takes over if the API dies.
+    pub inline_holder: Option<String>,
+    pub lease: Duration,
+    pub max_attempts: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct InboundMessage {
+    pub channel: Channel,
+    pub contact: Contact,
+    /// The provider's message id (Twilio `MessageSid`), unique per tenant: the claim.
+    pub provider_sid: Option<String>,
+    /// The tenant number the message was sent to, remembered to answer from it.
+    pub tenant_number: Option<PhoneNumber>,
+    /// Encrypted body.
+    pub body: Vec<u8>,
+    pub keyword: Option<ConsentKeyword>,
+    pub turn: TurnPlan,
+}
+
+#[derive(Clone, Debug)]
+pub enum InboundOutcome {
+    Recorded(RecordedInbound),
+    /// The provider id was already claimed: nothing was written.
+    Duplicate(DuplicateInbound),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedInbound {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub end_user_id: EndUserId,
+    pub new_end_user: bool,
+    /// The opt-out state after applying the message's keyword.
+    pub opted_out: bool,
+    pub turn_job: Option<JobId>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DuplicateInbound {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub reply: Option<StoredMessage>,
+}
+
+/// How a reply reaches the end user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Returned in the webhook response (TwiML).
+    Inline,
+    /// Sent later by the outbox through the provider's REST API (enqueues `send_sms`).
+    Outbox { max_attempts: u32 },
+    /// Stored in the conversation only (web chat reads it through the API).
+    Stored,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReplyMessage {
+    pub conversation_id: ConversationId,
+    pub in_reply_to: MessageId,
+    pub channel: Channel,
+    /// Encrypted body.
+    pub body: Vec<u8>,
+    pub delivery: Delivery,
+    /// The turn job to complete in the same transaction, with the lease that holds it.
+    pub turn_job: Option<(JobId, crate::Lease)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    pub tenant_id: TenantId,
+    pub conversation_id: ConversationId,
+    pub direction: Direction,
+    pub channel: Channel,
+    pub body: Vec<u8>,
+    pub status: MessageStatus,
+    pub provider_sid: Option<String>,
+    pub in_reply_to: Option<MessageId>,
+    pub error_code: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// An outbound SMS ready to hand to the provider.
+#[derive(Clone, Debug)]
+pub struct OutboundSms {
+    pub message: StoredMessage,
+    /// Encrypted phone number of the end user (absent for anonymous web visitors).
+    pub to_ciphertext: Option<Vec<u8>>,
+    pub from: Option<PhoneNumber>,
+    pub opted_out: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusUpdate {
+    pub status: MessageStatus,
+    pub provider_sid: Option<String>,
+    pub error_code: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndUser {
+    pub id: EndUserId,
+    pub tenant_id: TenantId,
+    pub phone_ciphertext: Option<Vec<u8>>,
+    pub opted_out: bool,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentEvent {
+    pub keyword: ConsentKeyword,
+    pub message_id: Option<MessageId>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub tenant_id: TenantId,
+    pub end_user_id: EndUserId,
+    pub message_count: u64,
+    pub created_at: Timestamp,
+    pub last_message_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KbEntryInput {
+    pub title: String,
+    pub body: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KbEntry {
+    pub id: KbEntryId,
+    pub tenant_id: TenantId,
+    pub title: String,
+    pub body: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct KbHit {
+    pub entry: KbEntry,
+    /// Higher is better; comparable only within one search.
+    pub score: f64,
+}
+
+/// Milliseconds since the Unix epoch, the storage form of every timestamp.
+#[must_use]
+pub fn timestamp_from_ms(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
