@@ -80,22 +80,29 @@ CREATE TABLE conversations (
     created_at      BIGINT NOT NULL,
     last_message_at BIGINT NOT NULL
 );
-CREATE INDEX conversations_tenant ON conversations(tenant_id, id);
+-- Unique so messages can reference (tenant_id, id): one foreign key that checks both the
+-- conversation and that it belongs to the message's tenant.
+CREATE UNIQUE INDEX conversations_tenant ON conversations(tenant_id, id);
 
 CREATE TABLE messages (
     id              UUID PRIMARY KEY,
-    tenant_id       UUID NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    conversation_id UUID NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    tenant_id       UUID NOT NULL,
+    conversation_id UUID NOT NULL,
     direction       TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
     channel         TEXT NOT NULL,
     body_cipher     BYTEA NOT NULL,
     status          TEXT NOT NULL,
     status_rank     SMALLINT NOT NULL,
     provider_sid    TEXT,
-    in_reply_to     UUID REFERENCES messages(id) ON DELETE SET NULL,
+    -- Not a foreign key: a reply and its inbound message live and die with their
+    -- conversation, and the check would lock the inbound row on every reply.
+    in_reply_to     UUID,
     error_code      TEXT,
     created_at      BIGINT NOT NULL,
-    updated_at      BIGINT NOT NULL
+    updated_at      BIGINT NOT NULL,
+    -- The tenant comes through the conversation: the hot insert path checks one key, and no
+    -- message can name another tenant's conversation.
+    FOREIGN KEY (tenant_id, conversation_id) REFERENCES conversations(tenant_id, id) ON DELETE CASCADE
 );
 CREATE UNIQUE INDEX messages_provider_sid ON messages(tenant_id, provider_sid) WHERE provider_sid IS NOT NULL;
 CREATE INDEX messages_conversation ON messages(conversation_id, id);
@@ -129,10 +136,13 @@ CREATE INDEX kb_entries_search ON kb_entries USING GIN (search);
 
 CREATE TABLE jobs (
     id              UUID PRIMARY KEY,
-    tenant_id       UUID REFERENCES tenants(id) ON DELETE CASCADE,
+    -- Not a foreign key: every inbound message enqueues a job, and the check would take a
+    -- share lock on the tenant's row each time. Deleting a tenant deletes its jobs
+    -- explicitly; a job whose tenant is gone is discarded by the worker.
+    tenant_id       UUID,
     kind            TEXT NOT NULL,
     payload         JSONB NOT NULL,
-    idempotency_key TEXT UNIQUE,
+    idempotency_key TEXT,
     status          TEXT NOT NULL CHECK (status IN ('queued', 'running', 'dead')),
     run_at          BIGINT NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 0,
@@ -143,6 +153,7 @@ CREATE TABLE jobs (
     created_at      BIGINT NOT NULL,
     updated_at      BIGINT NOT NULL
 );
+CREATE UNIQUE INDEX jobs_idempotency ON jobs(idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX jobs_queued ON jobs(run_at) WHERE status = 'queued';
 CREATE INDEX jobs_running ON jobs(locked_until) WHERE status = 'running';
 

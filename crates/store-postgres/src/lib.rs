@@ -30,6 +30,12 @@ use crate::rows::{db_err, now_ms, read_kb, read_message, read_tenant_row};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The checksum of every embedded migration, in order (for tools that cache migrated
+/// databases, such as the test kit's template database).
+pub fn migration_checksums() -> impl Iterator<Item = &'static [u8]> {
+    MIGRATOR.iter().map(|m| &*m.checksum)
+}
+
 /// Pool sizing and timeouts.
 #[derive(Clone, Debug)]
 pub struct PgSettings {
@@ -104,6 +110,83 @@ impl PgStore {
             .begin_with(sqlx::AssertSqlSafe(begin))
             .await
             .map_err(db_err)
+    }
+
+    async fn try_record_inbound(
+        &self,
+        tenant: TenantId,
+        inbound: &InboundMessage,
+    ) -> StoreResult<Option<InboundOutcome>> {
+        let (phone_index, phone_cipher, conversation) = match &inbound.contact {
+            Contact::Phone { index, ciphertext } => {
+                (Some(index.as_slice()), Some(ciphertext.as_slice()), None)
+            }
+            Contact::Conversation(c) => (None, None, Some(c.into_uuid())),
+            Contact::Anonymous => (None, None, None),
+        };
+        let ids = [
+            uuid::Uuid::now_v7(), // end user
+            uuid::Uuid::now_v7(), // conversation
+            MessageId::new().into_uuid(),
+            JobId::new().into_uuid(),
+            uuid::Uuid::now_v7(), // consent event
+        ];
+        let plan = &inbound.turn;
+        let set_opted_out = match inbound.keyword {
+            Some(ConsentKeyword::OptOut | ConsentKeyword::OptIn) => {
+                Some(ConsentKeyword::apply(inbound.keyword, false))
+            }
+            Some(ConsentKeyword::Help) | None => None,
+        };
+        let row = match sqlx::query(
+            "SELECT outcome, message_id, conversation_id, end_user_id, new_end_user, opted_out, turn_job \
+             FROM concierge_record_inbound($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(tenant.into_uuid())
+        .bind(now_ms())
+        .bind(inbound.channel.as_str())
+        .bind(&inbound.body)
+        .bind(inbound.provider_sid.as_deref())
+        .bind(inbound.tenant_number.as_ref().map(PhoneNumber::as_str))
+        .bind(phone_index)
+        .bind(phone_cipher)
+        .bind(conversation)
+        .bind(inbound.keyword.map(ConsentKeyword::as_str))
+        .bind(set_opted_out)
+        .bind(domain::consent::needs_turn(inbound.keyword, false))
+        .bind(&ids[..])
+        .bind(JobKind::Turn.as_str())
+        .bind(i32::try_from(plan.max_attempts).unwrap_or(i32::MAX))
+        .bind(plan.inline_holder.as_deref())
+        .bind(i64::try_from(plan.lease.as_millis()).unwrap_or(i64::MAX))
+        .fetch_one(&self.pool)
+        .await
+        {
+            Ok(row) => row,
+            // Claimed before (or by a concurrent delivery): everything was rolled back.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("CCDUP") => {
+                return Ok(None);
+            }
+            Err(e) => return Err(db_err(e)),
+        };
+        let outcome: String = row.try_get("outcome").map_err(db_err)?;
+        match outcome.as_str() {
+            "recorded" => {
+                let get = |c: &str| row.try_get::<Option<uuid::Uuid>, _>(c).map_err(db_err);
+                let missing = || StoreError::Database("record_inbound returned no id".into());
+                Ok(Some(InboundOutcome::Recorded(RecordedInbound {
+                    message_id: MessageId::from_uuid(get("message_id")?.ok_or_else(missing)?),
+                    conversation_id: ConversationId::from_uuid(
+                        get("conversation_id")?.ok_or_else(missing)?,
+                    ),
+                    end_user_id: EndUserId::from_uuid(get("end_user_id")?.ok_or_else(missing)?),
+                    new_end_user: row.try_get("new_end_user").map_err(db_err)?,
+                    opted_out: row.try_get("opted_out").map_err(db_err)?,
+                    turn_job: get("turn_job")?.map(JobId::from_uuid),
+                })))
+            }
+            _ => Err(StoreError::NotFound),
+        }
     }
 
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Postgres>> {
@@ -333,237 +416,79 @@ impl Store for PgStore {
         tenant: TenantId,
         inbound: InboundMessage,
     ) -> StoreResult<InboundOutcome> {
-        let now = now_ms();
-        let t = tenant.into_uuid();
-        let mut tx = self.tenant_tx(tenant).await?;
-
-        // The end user (created on first contact) and their conversation, in one statement.
-        let (end_user_id, new_end_user, opted_out_before, conversation_id) = match &inbound.contact
-        {
-            Contact::Phone { index, ciphertext } => {
-                let row = sqlx::query(
-                    "WITH u AS ( \
-                       INSERT INTO end_users (id, tenant_id, phone_index, phone_cipher, created_at, last_seen_at) \
-                       VALUES ($1, $2, $3, $4, $5, $5) \
-                       ON CONFLICT (tenant_id, phone_index) WHERE phone_index IS NOT NULL \
-                       DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at \
-                       RETURNING id, opted_out, (xmax = 0) AS inserted) \
-                     SELECT u.id AS uid, u.opted_out, u.inserted, c.id AS cid \
-                     FROM u LEFT JOIN conversations c ON c.end_user_id = u.id",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(t)
-                .bind(index.as_slice())
-                .bind(ciphertext)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                let uid: uuid::Uuid = row.try_get("uid").map_err(db_err)?;
-                let opted: bool = row.try_get("opted_out").map_err(db_err)?;
-                let inserted: bool = row.try_get("inserted").map_err(db_err)?;
-                let cid: Option<uuid::Uuid> = row.try_get("cid").map_err(db_err)?;
-                let user = EndUserId::from_uuid(uid);
-                let conv = match cid {
-                    Some(c) => ConversationId::from_uuid(c),
-                    None => insert_conversation(&mut tx, tenant, user, now).await?,
-                };
-                (user, inserted, opted, conv)
+        // One statement (see migrations/0002_hot_path.sql): one round trip, one commit.
+        match self.try_record_inbound(tenant, &inbound).await? {
+            Some(outcome) => Ok(outcome),
+            // The provider id was claimed before: nothing was written; answer as the first
+            // delivery was answered.
+            None => {
+                let sid = inbound.provider_sid.as_deref().unwrap_or_default();
+                let mut tx = self.tenant_tx(tenant).await?;
+                let dup = duplicate(&mut tx, tenant, sid).await?;
+                tx.commit().await.map_err(db_err)?;
+                dup.map(InboundOutcome::Duplicate)
+                    .ok_or(StoreError::NotFound)
             }
-            Contact::Conversation(cid) => {
-                let row = sqlx::query(
-                    "SELECT u.id AS uid, u.opted_out FROM conversations c JOIN end_users u ON u.id = c.end_user_id WHERE c.tenant_id = $1 AND c.id = $2",
-                )
-                .bind(t)
-                .bind(cid.into_uuid())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .ok_or(StoreError::NotFound)?;
-                let uid: uuid::Uuid = row.try_get("uid").map_err(db_err)?;
-                let opted: bool = row.try_get("opted_out").map_err(db_err)?;
-                (EndUserId::from_uuid(uid), false, opted, *cid)
-            }
-            Contact::Anonymous => {
-                let user = EndUserId::new();
-                sqlx::query(
-                    "INSERT INTO end_users (id, tenant_id, created_at, last_seen_at) VALUES ($1, $2, $3, $3)",
-                )
-                .bind(user.into_uuid())
-                .bind(t)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                let conv = insert_conversation(&mut tx, tenant, user, now).await?;
-                (user, true, false, conv)
-            }
-        };
-
-        // The claim: a unique key on (tenant, provider id). A replay inserts nothing, and the
-        // transaction is rolled back so the replay leaves no trace.
-        let message_id = MessageId::new();
-        let claimed = sqlx::query(
-            "INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, body_cipher, status, status_rank, provider_sid, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8, $9, $9) \
-             ON CONFLICT (tenant_id, provider_sid) WHERE provider_sid IS NOT NULL DO NOTHING",
-        )
-        .bind(message_id.into_uuid())
-        .bind(t)
-        .bind(conversation_id.into_uuid())
-        .bind(inbound.channel.as_str())
-        .bind(&inbound.body)
-        .bind(MessageStatus::Received.as_str())
-        .bind(MessageStatus::Received.rank())
-        .bind(inbound.provider_sid.as_deref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if claimed.rows_affected() == 0 {
-            tx.rollback().await.map_err(db_err)?;
-            let sid = inbound.provider_sid.as_deref().unwrap_or_default();
-            let mut tx = self.tenant_tx(tenant).await?;
-            let dup = duplicate(&mut tx, tenant, sid).await?;
-            tx.commit().await.map_err(db_err)?;
-            return dup
-                .map(InboundOutcome::Duplicate)
-                .ok_or(StoreError::NotFound);
         }
-
-        let opted_out = ConsentKeyword::apply(inbound.keyword, opted_out_before);
-        if let Some(keyword) = inbound.keyword {
-            sqlx::query(
-                "WITH e AS (INSERT INTO consent_events (id, tenant_id, end_user_id, keyword, message_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)) \
-                 UPDATE end_users SET opted_out = $7 WHERE id = $3",
-            )
-            .bind(uuid::Uuid::now_v7())
-            .bind(t)
-            .bind(end_user_id.into_uuid())
-            .bind(keyword.as_str())
-            .bind(message_id.into_uuid())
-            .bind(now)
-            .bind(opted_out)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
-
-        let turn_job = domain::consent::needs_turn(inbound.keyword, opted_out).then(JobId::new);
-        let plan = &inbound.turn;
-        let lease_ms = i64::try_from(plan.lease.as_millis()).unwrap_or(i64::MAX);
-        let (status, locked_until) = match &plan.inline_holder {
-            Some(_) => ("running", Some(now.saturating_add(lease_ms))),
-            None => ("queued", None),
-        };
-        // Conversation counters and the turn job in one round trip.
-        sqlx::query(
-            "WITH c AS (UPDATE conversations SET message_count = message_count + 1, last_message_at = $1, tenant_number = COALESCE($2, tenant_number) WHERE id = $3) \
-             INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, locked_by, locked_until, created_at, updated_at) \
-             SELECT $4, $5, $6, $7, $8, $9, $1, $10, $11, $12, $1, $1 WHERE $4::uuid IS NOT NULL",
-        )
-        .bind(now)
-        .bind(inbound.tenant_number.as_ref().map(PhoneNumber::as_str))
-        .bind(conversation_id.into_uuid())
-        .bind(turn_job.map(JobId::into_uuid))
-        .bind(t)
-        .bind(JobKind::Turn.as_str())
-        .bind(queue::turn_payload(conversation_id, message_id))
-        .bind(format!("turn:{message_id}"))
-        .bind(status)
-        .bind(i64::from(plan.max_attempts))
-        .bind(plan.inline_holder.as_deref())
-        .bind(locked_until)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-
-        tx.commit().await.map_err(db_err)?;
-        Ok(InboundOutcome::Recorded(RecordedInbound {
-            message_id,
-            conversation_id,
-            end_user_id,
-            new_end_user,
-            opted_out,
-            turn_job,
-        }))
     }
 
     async fn record_reply(&self, tenant: TenantId, reply: ReplyMessage) -> StoreResult<MessageId> {
-        let now = now_ms();
-        let t = tenant.into_uuid();
-        let mut tx = self.tenant_tx(tenant).await?;
-        if let Some((job, lease)) = &reply.turn_job {
-            let done = sqlx::query(
-                "DELETE FROM jobs WHERE id = $1 AND status = 'running' AND locked_by = $2 AND attempts = $3",
-            )
-            .bind(job.into_uuid())
-            .bind(&lease.holder)
-            .bind(i64::from(lease.attempt))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict(
-                    "the turn job is no longer held by this lease".into(),
-                ));
-            }
-        }
         let status = match reply.delivery {
             Delivery::Inline => MessageStatus::RepliedInline,
             Delivery::Outbox { .. } => MessageStatus::Queued,
             Delivery::Stored => MessageStatus::Sent,
         };
         let id = MessageId::new();
-        let inserted = sqlx::query(
-            "INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, body_cipher, status, status_rank, in_reply_to, created_at, updated_at) SELECT $1, tenant_id, id, 'outbound', $2, $3, $4, $5, $6, $7, $8 FROM conversations WHERE tenant_id = $9 AND id = $10",
+        let (turn_job, holder, attempt) = match &reply.turn_job {
+            Some((job, lease)) => (
+                Some(job.into_uuid()),
+                Some(lease.holder.as_str()),
+                Some(i32::try_from(lease.attempt).unwrap_or(i32::MAX)),
+            ),
+            None => (None, None, None),
+        };
+        let send_attempts = match reply.delivery {
+            Delivery::Outbox { max_attempts } => {
+                Some(i32::try_from(max_attempts).unwrap_or(i32::MAX))
+            }
+            Delivery::Inline | Delivery::Stored => None,
+        };
+        let outcome: Result<String, sqlx::Error> = sqlx::query_scalar(
+            "SELECT concierge_record_reply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
+        .bind(tenant.into_uuid())
+        .bind(now_ms())
+        .bind(reply.conversation_id.into_uuid())
+        .bind(reply.in_reply_to.into_uuid())
         .bind(id.into_uuid())
         .bind(reply.channel.as_str())
         .bind(&reply.body)
         .bind(status.as_str())
         .bind(status.rank())
-        .bind(reply.in_reply_to.into_uuid())
-        .bind(now)
-        .bind(now)
-        .bind(t)
-        .bind(reply.conversation_id.into_uuid())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+        .bind(turn_job)
+        .bind(holder)
+        .bind(attempt)
+        .bind(send_attempts.map(|_| uuid::Uuid::now_v7()))
+        .bind(JobKind::SendSms.as_str())
+        .bind(format!("send_sms:{id}"))
+        .bind(send_attempts)
+        .fetch_one(&self.pool)
+        .await;
+        match outcome {
+            Ok(o) if o == "recorded" => {
+                if send_attempts.is_some() {
+                    self.wake.notify_waiters();
+                }
+                Ok(id)
+            }
+            Ok(_) => Err(StoreError::Conflict(
+                "the turn job is no longer held by this lease".into(),
+            )),
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("CCNF0") => {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(db_err(e)),
         }
-        sqlx::query("UPDATE conversations SET message_count = message_count + 1, last_message_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(reply.conversation_id.into_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let mut wake = false;
-        if let Delivery::Outbox { max_attempts } = reply.delivery {
-            sqlx::query(
-                "INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9)",
-            )
-            .bind(uuid::Uuid::now_v7())
-            .bind(t)
-            .bind(JobKind::SendSms.as_str())
-            .bind(queue::message_payload(id))
-            .bind(format!("send_sms:{id}"))
-            .bind(now)
-            .bind(i64::from(max_attempts))
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            wake = true;
-        }
-        tx.commit().await.map_err(db_err)?;
-        if wake {
-            self.wake.notify_waiters();
-        }
-        Ok(id)
     }
 
     async fn outbound_sms(
@@ -911,19 +836,15 @@ impl Store for PgStore {
         let Some(tsquery) = tsquery(query) else {
             return Ok(Vec::new());
         };
-        let mut tx = self.tenant_tx(tenant).await?;
         let rows = sqlx::query(
-            "SELECT id, tenant_id, title, body, created_at, updated_at, ts_rank(search, q)::float8 AS rank \
-             FROM kb_entries, to_tsquery('simple', $1) q \
-             WHERE tenant_id = $2 AND search @@ q ORDER BY rank DESC, id LIMIT $3",
+            "SELECT id, tenant_id, title, body, created_at, updated_at, rank FROM concierge_search_kb($1, $2, $3)",
         )
-        .bind(tsquery)
         .bind(tenant.into_uuid())
-        .bind(i64::from(limit.clamp(1, 50)))
-        .fetch_all(&mut *tx)
+        .bind(tsquery)
+        .bind(i32::try_from(limit.clamp(1, 50)).unwrap_or(50))
+        .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 let rank: f64 = r.try_get("rank").map_err(db_err)?;
@@ -934,27 +855,6 @@ impl Store for PgStore {
             })
             .collect()
     }
-}
-
-async fn insert_conversation(
-    tx: &mut Transaction<'static, Postgres>,
-    tenant: TenantId,
-    user: EndUserId,
-    now: i64,
-) -> StoreResult<ConversationId> {
-    // ON CONFLICT covers two first messages of a new contact racing each other.
-    let id: uuid::Uuid = sqlx::query_scalar(
-        "INSERT INTO conversations (id, tenant_id, end_user_id, created_at, last_message_at) VALUES ($1, $2, $3, $4, $4) \
-         ON CONFLICT (end_user_id) DO UPDATE SET last_message_at = EXCLUDED.last_message_at RETURNING id",
-    )
-    .bind(uuid::Uuid::now_v7())
-    .bind(tenant.into_uuid())
-    .bind(user.into_uuid())
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(db_err)?;
-    Ok(ConversationId::from_uuid(id))
 }
 
 async fn duplicate(

@@ -6,21 +6,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{ConversationId, JobId, MessageId, TenantId};
+use domain::{JobId, TenantId};
 use sqlx::Row;
 use sqlx::postgres::{PgListener, PgRow};
 use store::{ClaimedJob, DeadJob, JobQueue, Lease, NewJob, QueueStats, StoreResult};
 
 use crate::PgStore;
 use crate::rows::db_err;
-
-pub(crate) fn turn_payload(conversation: ConversationId, message: MessageId) -> serde_json::Value {
-    serde_json::json!({ "conversation_id": conversation, "message_id": message })
-}
-
-pub(crate) fn message_payload(message: MessageId) -> serde_json::Value {
-    serde_json::json!({ "message_id": message })
-}
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -94,7 +86,7 @@ impl JobQueue for PgStore {
             "WITH ins AS ( \
                INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, created_at, updated_at) \
                VALUES ($1, $2, $3, $4, $5, 'queued', COALESCE($6, concierge_now_ms()), $7, concierge_now_ms(), concierge_now_ms()) \
-               ON CONFLICT (idempotency_key) DO NOTHING RETURNING id) \
+               ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id) \
              SELECT id, true AS created FROM ins \
              UNION ALL SELECT id, false FROM jobs WHERE idempotency_key = $5 AND NOT EXISTS (SELECT 1 FROM ins)",
         )
