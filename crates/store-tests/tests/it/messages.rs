@@ -14,6 +14,7 @@ use crate::{conformance, recorded, sms, tenant};
 conformance!(
     first_contact_creates_user_and_conversation_once,
     replayed_provider_ids_are_stored_once,
+    concurrent_deliveries_of_one_provider_id_record_one_message,
     consent_keywords_are_recorded_and_silence_turns,
     inline_replies_complete_the_turn_job,
     outbox_replies_enqueue_a_send_job,
@@ -106,6 +107,37 @@ async fn replayed_provider_ids_are_stored_once(s: &Stores) {
     // The same provider id at another tenant is another message.
     let t2 = tenant(s, "Other", "+15550000002").await;
     recorded(s, t2, sms(1, "SMdup", b"hello")).await;
+}
+
+async fn concurrent_deliveries_of_one_provider_id_record_one_message(s: &Stores) {
+    let t = tenant(s, "Acme", "+15550000001").await;
+    // Eight deliveries of the same new contact's message at once (a webhook retried while
+    // the first attempt is still running): one wins, the others are duplicates of it.
+    let attempts = (0..8).map(|_| {
+        let data = s.data.clone();
+        tokio::spawn(async move { data.record_inbound(t, sms(4, "SMrace", b"hi")).await })
+    });
+    let mut recorded = Vec::new();
+    let mut duplicates = Vec::new();
+    for handle in attempts.collect::<Vec<_>>() {
+        match handle.await.unwrap().unwrap() {
+            InboundOutcome::Recorded(r) => recorded.push(r),
+            InboundOutcome::Duplicate(d) => duplicates.push(d),
+        }
+    }
+    assert_eq!(recorded.len(), 1, "exactly one delivery is recorded");
+    assert_eq!(duplicates.len(), 7);
+    for d in &duplicates {
+        assert_eq!(d.message_id, recorded[0].message_id);
+    }
+    let msgs = s
+        .data
+        .list_messages(t, recorded[0].conversation_id, Page::default())
+        .await
+        .unwrap();
+    assert_eq!(msgs.len(), 1);
+    let stats = s.queue.stats().await.unwrap();
+    assert_eq!(stats.queued, 1, "{stats:?}");
 }
 
 async fn consent_keywords_are_recorded_and_silence_turns(s: &Stores) {
