@@ -150,7 +150,8 @@ impl Runner {
             .record(started.elapsed().as_secs_f64());
         let outcome_label = match &outcome {
             JobOutcome::Done => "done",
-            JobOutcome::Retry(_) | JobOutcome::RetryAfter(..) => "retry",
+            JobOutcome::Retry(_) => "retry",
+            JobOutcome::Postpone(_) => "postponed",
             JobOutcome::Fatal(_) => "dead",
         };
         metrics::counter!("concierge_jobs_total", "kind" => kind_label, "outcome" => outcome_label)
@@ -213,14 +214,8 @@ impl Runner {
                     self.queue.dead_letter(job.id, &job.lease, &error).await?;
                 }
             },
-            JobOutcome::RetryAfter(delay, error) => {
-                if job.lease.attempt < job.max_attempts {
-                    self.queue
-                        .retry_later(job.id, &job.lease, delay, &error)
-                        .await?;
-                } else {
-                    self.queue.dead_letter(job.id, &job.lease, &error).await?;
-                }
+            JobOutcome::Postpone(delay) => {
+                self.queue.postpone(job.id, &job.lease, delay).await?;
             }
             JobOutcome::Fatal(error) => {
                 tracing::warn!(job = %job.id, kind = %job.kind, error = %error, "job dead-lettered");

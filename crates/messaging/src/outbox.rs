@@ -18,8 +18,9 @@ pub enum JobOutcome {
     Done,
     /// Try again with backoff (dead-lettered once attempts run out).
     Retry(String),
-    /// Try again after exactly this long (pacing); the claim already counted the attempt.
-    RetryAfter(Duration, String),
+    /// Could not start (its sender is paced): run again after this long, without spending
+    /// an attempt.
+    Postpone(Duration),
     /// Will never succeed: dead-letter now.
     Fatal(String),
 }
@@ -166,9 +167,21 @@ impl Outbox {
 
     /// Sends one queued outbound SMS through the provider.
     pub async fn send_sms(&self, job: &ClaimedJob) -> JobOutcome {
-        match self.try_send_sms(job).await {
+        let outcome = match self.try_send_sms(job).await {
             Ok(outcome) | Err(outcome) => outcome,
+        };
+        // The last attempt failed: the runner dead-letters the job, so the message must not
+        // stay `queued` as if it were still on its way.
+        let last = job.lease.attempt >= job.max_attempts;
+        if last && matches!(outcome, JobOutcome::Retry(_)) {
+            if let (Some(tenant), Ok(id)) = (job.tenant_id, message_id(job)) {
+                if self.fail(tenant, id, "retries_exhausted").await.is_ok() {
+                    metrics::counter!("concierge_outbound_sms_total", "status" => "failed")
+                        .increment(1);
+                }
+            }
         }
+        outcome
     }
 
     async fn try_send_sms(&self, job: &ClaimedJob) -> Result<JobOutcome, JobOutcome> {
@@ -218,7 +231,7 @@ impl Outbox {
             .await
             .map_err(transient)?;
         if wait > Duration::from_secs(10) {
-            return Err(JobOutcome::RetryAfter(wait, "sender is busy; paced".into()));
+            return Err(JobOutcome::Postpone(wait));
         }
         tokio::time::sleep(wait).await;
 

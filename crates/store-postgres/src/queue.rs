@@ -164,6 +164,22 @@ impl JobQueue for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn postpone(&self, job: JobId, lease: &Lease, delay: Duration) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', run_at = concierge_now_ms() + $1, attempts = attempts - 1, \
+                 locked_by = NULL, locked_until = NULL, updated_at = concierge_now_ms() \
+             WHERE id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4",
+        )
+        .bind(millis(delay))
+        .bind(job.into_uuid())
+        .bind(&lease.holder)
+        .bind(attempt(lease))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn dead_letter(&self, job: JobId, lease: &Lease, error: &str) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE jobs SET status = 'dead', locked_by = NULL, locked_until = NULL, last_error = $1, updated_at = concierge_now_ms() \

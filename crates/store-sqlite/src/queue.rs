@@ -146,6 +146,22 @@ impl JobQueue for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn postpone(&self, job: JobId, lease: &Lease, delay: Duration) -> StoreResult<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', run_at = ?, attempts = attempts - 1, locked_by = NULL, locked_until = NULL, updated_at = ? WHERE id = ? AND status = 'running' AND locked_by = ? AND attempts = ?",
+        )
+        .bind(now.saturating_add(millis(delay)))
+        .bind(now)
+        .bind(job.into_uuid())
+        .bind(&lease.holder)
+        .bind(attempts_i64(lease))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn dead_letter(&self, job: JobId, lease: &Lease, error: &str) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE jobs SET status = 'dead', locked_by = NULL, locked_until = NULL, last_error = ?, updated_at = ? WHERE id = ? AND status = 'running' AND locked_by = ? AND attempts = ?",

@@ -90,6 +90,10 @@ pub trait JobQueue: Send + Sync + 'static {
         error: &str,
     ) -> StoreResult<bool>;
 
+    /// Puts the job back for later without spending an attempt: the job could not start
+    /// (for instance, its sender is paced), which is not a failure.
+    async fn postpone(&self, job: JobId, lease: &Lease, delay: Duration) -> StoreResult<bool>;
+
     /// Moves the job to the dead-letter state, recording the error.
     async fn dead_letter(&self, job: JobId, lease: &Lease, error: &str) -> StoreResult<bool>;
 

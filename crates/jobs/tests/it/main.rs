@@ -31,7 +31,17 @@ impl TurnEngine for Slow {
     }
 }
 
-async fn deferred_turns_are_sent_by_the_worker(db: &testkit::TestDb, fail_first: bool) {
+/// A deferred SMS turn and a running worker whose fake Twilio fails the first `failures`
+/// sends with a 500.
+struct Harness {
+    stores: store::Stores,
+    tenant: store::Tenant,
+    twilio: FakeTwilio,
+    stop: watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+async fn harness(db: &testkit::TestDb, failures: usize, send_max_attempts: u32) -> Harness {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let stores = db.stores();
     let tenant = stores
@@ -64,9 +74,7 @@ async fn deferred_turns_are_sent_by_the_worker(db: &testkit::TestDb, fail_first:
     assert_eq!(reply.text, None);
 
     let twilio = FakeTwilio::start("ACtest", "secret").await;
-    if fail_first {
-        twilio.fail_next(1, 500, None);
-    }
+    twilio.fail_next(failures, 500, None);
     let sender = Arc::new(
         TwilioClient::new(TwilioConfig {
             api_base: twilio.base_url(),
@@ -84,7 +92,7 @@ async fn deferred_turns_are_sent_by_the_worker(db: &testkit::TestDb, fail_first:
             public_url: Some("https://concierge.example.com".into()),
             send_interval: Duration::from_millis(10),
             turn_timeout: Duration::from_secs(5),
-            send_max_attempts: 5,
+            send_max_attempts,
         },
     ));
     let runner = jobs::Runner::new(
@@ -105,6 +113,23 @@ async fn deferred_turns_are_sent_by_the_worker(db: &testkit::TestDb, fail_first:
     );
     let (stop, stopped) = watch::channel(false);
     let worker = tokio::spawn(runner.run(stopped));
+    Harness {
+        stores,
+        tenant,
+        twilio,
+        stop,
+        worker,
+    }
+}
+
+async fn deferred_turns_are_sent_by_the_worker(db: &testkit::TestDb, fail_first: bool) {
+    let Harness {
+        stores,
+        tenant,
+        twilio,
+        stop,
+        worker,
+    } = harness(db, usize::from(fail_first), 5).await;
 
     let sent = twilio.wait_for_sent(1, Duration::from_secs(10)).await;
     assert_eq!(
@@ -165,6 +190,61 @@ async fn deferred_turns_are_sent_by_the_worker(db: &testkit::TestDb, fail_first:
     worker.await.unwrap();
     // Exactly one message went out, even with a retried provider failure.
     assert_eq!(twilio.sent().len(), 1);
+}
+
+/// Every send fails: once its attempts are spent the job is dead-lettered and the message
+/// is marked failed, never left `queued`.
+async fn exhausted_sends_mark_the_message_failed(db: &testkit::TestDb) {
+    let h = harness(db, 100, 2).await;
+    let conversations = h
+        .stores
+        .data
+        .list_conversations(h.tenant.id, Page::default())
+        .await
+        .unwrap();
+    let mut reply = None;
+    for _ in 0..200 {
+        let msgs = h
+            .stores
+            .data
+            .list_messages(h.tenant.id, conversations[0].id, Page::default())
+            .await
+            .unwrap();
+        reply = msgs
+            .into_iter()
+            .find(|m| m.status == MessageStatus::Failed);
+        if reply.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = reply.expect("the reply is marked failed");
+    assert_eq!(reply.error_code.as_deref(), Some("retries_exhausted"));
+    let mut stats = h.stores.queue.stats().await.unwrap();
+    for _ in 0..100 {
+        if stats.dead == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stats = h.stores.queue.stats().await.unwrap();
+    }
+    assert_eq!((stats.queued, stats.dead), (0, 1), "{stats:?}");
+    assert!(h.twilio.sent().is_empty());
+    h.stop.send(true).unwrap();
+    h.worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_exhausted_sends_mark_the_message_failed() {
+    let db = testkit::TestDb::sqlite().await;
+    exhausted_sends_mark_the_message_failed(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_exhausted_sends_mark_the_message_failed() {
+    let db = testkit::TestDb::postgres().await;
+    exhausted_sends_mark_the_message_failed(&db).await;
+    db.cleanup().await;
 }
 
 #[tokio::test]

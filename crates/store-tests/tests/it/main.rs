@@ -7,6 +7,7 @@ mod messages;
 mod queue;
 mod rls;
 mod tenants;
+mod tls;
 
 use std::time::Duration;
 

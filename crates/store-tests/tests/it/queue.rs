@@ -12,6 +12,7 @@ conformance!(
     retries_persist_their_backoff_and_dead_letter,
     expired_leases_are_reclaimed_and_old_holders_are_refused,
     release_gives_the_job_back_without_counting,
+    postponed_jobs_wait_without_spending_an_attempt,
     scheduled_jobs_wait_for_their_time,
 );
 
@@ -168,6 +169,42 @@ async fn release_gives_the_job_back_without_counting(s: &Stores) {
         .remove(0);
     assert_eq!(again.id, j.id);
     assert_eq!(again.lease.attempt, 1, "a released attempt is not counted");
+}
+
+async fn postponed_jobs_wait_without_spending_an_attempt(s: &Stores) {
+    let q: &dyn JobQueue = &*s.queue;
+    q.enqueue(job(None)).await.unwrap();
+    // Postponed more times than the job has attempts: still alive, still first attempt.
+    for _ in 0..5 {
+        let j = q
+            .claim("w", 1, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(j.lease.attempt, 1);
+        assert!(q.postpone(j.id, &j.lease, Duration::ZERO).await.unwrap());
+        // A stale holder cannot postpone it again.
+        assert!(!q.postpone(j.id, &j.lease, Duration::ZERO).await.unwrap());
+    }
+    let j = q
+        .claim("w", 1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        q.postpone(j.id, &j.lease, Duration::from_secs(3600))
+            .await
+            .unwrap()
+    );
+    assert!(
+        q.claim("w", 1, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a postponed job waits for its time"
+    );
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.queued, stats.dead), (1, 0));
 }
 
 async fn scheduled_jobs_wait_for_their_time(s: &Stores) {
