@@ -108,9 +108,9 @@ pub async fn run(
                 other => other?,
             };
             if json {
-                println!("{}", tenant_json(&tenant));
+                out!("{}", tenant_json(&tenant));
             } else {
-                println!(
+                out!(
                     "created tenant {} ({}) with {}",
                     tenant.id,
                     tenant.name.as_str(),
@@ -123,13 +123,13 @@ pub async fn run(
         } => {
             let tenants = stores.data.list_tenants().await?;
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::Value::Array(tenants.iter().map(tenant_json).collect())
                 );
             } else {
                 for t in &tenants {
-                    println!("{}  {}  {}", t.id, t.name.as_str(), join(&t.phone_numbers));
+                    out!("{}  {}  {}", t.id, t.name.as_str(), join(&t.phone_numbers));
                 }
             }
         }
@@ -153,12 +153,12 @@ pub async fn run(
                 other => other.context("creating the API key")?,
             };
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({ "id": record.id, "tenant_id": tenant, "prefix": record.prefix, "key": generated.key })
                 );
             } else {
-                println!("{}", generated.key);
+                out!("{}", generated.key);
                 eprintln!(
                     "API key {} for tenant {tenant}: shown once, store it now.",
                     record.id
@@ -192,12 +192,12 @@ pub async fn run(
                 other => other?,
             };
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({ "id": entry.id, "tenant_id": tenant, "title": entry.title, "body": entry.body, "created_at": entry.created_at.to_string() })
                 );
             } else {
-                println!("added entry {} to tenant {tenant}", entry.id);
+                out!("added entry {} to tenant {tenant}", entry.id);
             }
         }
     }

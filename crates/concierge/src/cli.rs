@@ -119,7 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         command: ConfigCommand::Reference,
     } = cli.command
     {
-        println!("{}", config_reference_markdown());
+        out!("{}", config_reference_markdown());
         return Ok(ExitCode::SUCCESS);
     }
     let loaded = config::load(cli.global.config.as_deref(), &env, &overrides)
@@ -166,12 +166,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = app::open_store(&settings).await?;
             let status = store.data.migration_status().await?;
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({ "applied": status.applied, "known": status.known })
                 );
             } else {
-                println!("migrations applied: {} of {}", status.applied, status.known);
+                out!("migrations applied: {} of {}", status.applied, status.known);
             }
             Ok(ExitCode::SUCCESS)
         }

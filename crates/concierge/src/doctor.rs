@@ -110,17 +110,17 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
 
     let ok = checks.iter().all(|c| c.ok || !c.required);
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({ "ok": ok, "config": config::redacted(settings), "checks": checks })
         );
     } else {
-        println!("effective configuration (secrets redacted):");
-        println!(
+        out!("effective configuration (secrets redacted):");
+        out!(
             "{}",
             serde_json::to_string_pretty(&config::redacted(settings))?
         );
-        println!();
+        out!();
         for c in &checks {
             let mark = if c.ok {
                 "ok  "
@@ -129,7 +129,7 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
             } else {
                 "warn"
             };
-            println!("[{mark}] {:<16} {}", c.name, c.detail);
+            out!("[{mark}] {:<16} {}", c.name, c.detail);
         }
     }
     Ok(if ok {

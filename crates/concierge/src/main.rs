@@ -1,8 +1,18 @@
 //! The `concierge` binary: parses the command line, loads configuration, starts telemetry
 //! and dispatches to a role. Role code lives in the libraries and in `app`.
 
-// A command-line program prints its results on stdout.
-#![allow(clippy::print_stdout)]
+/// Prints a line on stdout like `println!`, but a closed pipe (`concierge ... | head`) ends
+/// the program quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
 
 mod admin;
 mod app;

@@ -65,12 +65,12 @@ pub async fn sms(
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({ "status": status.as_u16(), "message_sid": sid, "body": text })
         );
     } else {
-        println!("HTTP {status}  (MessageSid {sid})\n{text}");
+        out!("HTTP {status}  (MessageSid {sid})\n{text}");
     }
     Ok(if status.is_success() {
         ExitCode::SUCCESS

@@ -173,13 +173,12 @@ impl Outbox {
         // The last attempt failed: the runner dead-letters the job, so the message must not
         // stay `queued` as if it were still on its way.
         let last = job.lease.attempt >= job.max_attempts;
-        if last && matches!(outcome, JobOutcome::Retry(_)) {
-            if let (Some(tenant), Ok(id)) = (job.tenant_id, message_id(job)) {
-                if self.fail(tenant, id, "retries_exhausted").await.is_ok() {
-                    metrics::counter!("concierge_outbound_sms_total", "status" => "failed")
-                        .increment(1);
-                }
-            }
+        if last
+            && matches!(outcome, JobOutcome::Retry(_))
+            && let (Some(tenant), Ok(id)) = (job.tenant_id, message_id(job))
+            && self.fail(tenant, id, "retries_exhausted").await.is_ok()
+        {
+            metrics::counter!("concierge_outbound_sms_total", "status" => "failed").increment(1);
         }
         outcome
     }

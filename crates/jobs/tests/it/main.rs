@@ -210,9 +210,7 @@ async fn exhausted_sends_mark_the_message_failed(db: &testkit::TestDb) {
             .list_messages(h.tenant.id, conversations[0].id, Page::default())
             .await
             .unwrap();
-        reply = msgs
-            .into_iter()
-            .find(|m| m.status == MessageStatus::Failed);
+        reply = msgs.into_iter().find(|m| m.status == MessageStatus::Failed);
         if reply.is_some() {
             break;
         }

@@ -17,11 +17,10 @@ async fn sslmode_require_encrypts_the_connection() {
         .await
         .expect("TLS connection with sslmode=require");
     store.ping().await.unwrap();
-    let ssl: bool =
-        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+    let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert!(ssl, "the connection is not encrypted");
     store.close().await;
     db.cleanup().await;
