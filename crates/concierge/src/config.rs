@@ -315,6 +315,16 @@ impl Settings {
                 bail!("{} ({}) must be at least 1", path.join("."), env_name(path));
             }
         }
+        // The webhook waits up to the inline budget for the turn, then still has to answer:
+        // a request timeout inside the budget would cut replies off with a 503.
+        if self.http.request_timeout_secs.saturating_mul(1000) <= self.messaging.inline_budget_ms
+        {
+            bail!(
+                "http.request_timeout_secs ({}) must be longer than messaging.inline_budget_ms ({})",
+                env_name(&["http", "request_timeout_secs"]),
+                env_name(&["messaging", "inline_budget_ms"])
+            );
+        }
         Ok(self)
     }
 
@@ -905,6 +915,27 @@ mod tests {
         assert_eq!(s.worker.concurrency, 2);
         assert_eq!(s.worker.lease_secs, 60);
         assert_eq!(s.twilio.auth_token.unwrap().expose_secret(), "tok");
+    }
+
+    #[test]
+    fn request_timeout_must_outlast_the_inline_budget() {
+        let err = load_env(&[
+            ("CONCIERGE_HTTP__REQUEST_TIMEOUT_SECS", "2"),
+            ("CONCIERGE_MESSAGING__INLINE_BUDGET_MS", "2000"),
+        ])
+        .err()
+        .expect("a timeout inside the budget is refused");
+        assert!(
+            err.to_string().contains("CONCIERGE_HTTP__REQUEST_TIMEOUT_SECS"),
+            "{err}"
+        );
+        assert!(
+            load_env(&[
+                ("CONCIERGE_HTTP__REQUEST_TIMEOUT_SECS", "3"),
+                ("CONCIERGE_MESSAGING__INLINE_BUDGET_MS", "2000"),
+            ])
+            .is_ok()
+        );
     }
 
     #[test]
