@@ -1,7 +1,7 @@
 //! Role wiring: opens the store, resolves keys, builds the message path and runs the API
 //! listener, the admin listener and the worker until a shutdown signal.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,17 +24,27 @@ use crate::telemetry;
 
 /// Opens the configured database and applies migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Stores> {
-    let url = settings.database_url_or_default();
     if settings.is_embedded() {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    }
+    connect_store(settings, true).await
+}
+
+/// Connects to the configured database, applying migrations when `migrate` is set (the
+/// embedded SQLite file is created on first connection).
+pub async fn connect_store(settings: &Settings, migrate: bool) -> anyhow::Result<Stores> {
+    let url = settings.database_url_or_default();
+    if settings.is_embedded() {
         let store = SqliteStore::connect(&url)
             .await
             .context("opening the SQLite database")?;
-        store
-            .migrate()
-            .await
-            .context("migrating the SQLite database")?;
+        if migrate {
+            store
+                .migrate()
+                .await
+                .context("migrating the SQLite database")?;
+        }
         Ok(Stores::new(store))
     } else {
         let pg = PgSettings {
@@ -45,13 +55,28 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Stores> {
         let store = PgStore::connect(&url, &pg)
             .await
             .context("connecting to PostgreSQL")?;
-        store
-            .migrate()
-            .await
-            .context("migrating the PostgreSQL database")?;
+        if migrate {
+            store
+                .migrate()
+                .await
+                .context("migrating the PostgreSQL database")?;
+        }
         Ok(Stores::new(store))
     }
 }
+
+/// Where a secret the embedded default generates on first start lives, and whether it is
+/// already there (for `doctor`, which must not create anything).
+pub fn generated_secret_path(settings: &Settings, file: &str) -> Option<(PathBuf, bool)> {
+    settings.is_embedded().then(|| {
+        let path = settings.data_dir.join(file);
+        let exists = path.exists();
+        (path, exists)
+    })
+}
+
+pub const MASTER_KEY_FILE: &str = "master.key";
+pub const DEV_TOKEN_FILE: &str = "twilio-dev-auth-token";
 
 /// Reads a secret kept in the data directory, generating it on first use (embedded
 /// default only: production passes keys through configuration).
@@ -96,7 +121,7 @@ pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
         Some(key) => key.expose_secret().to_owned(),
         None if settings.is_embedded() => data_dir_secret(
             &settings.data_dir,
-            "master.key",
+            MASTER_KEY_FILE,
             || MasterKey::generate().to_base64(),
             "master key",
         )?,
@@ -116,7 +141,7 @@ pub fn twilio_auth_token(settings: &Settings) -> anyhow::Result<Option<SecretStr
     if settings.is_embedded() {
         let token = data_dir_secret(
             &settings.data_dir,
-            "twilio-dev-auth-token",
+            DEV_TOKEN_FILE,
             || uuid::Uuid::new_v4().simple().to_string(),
             "development Twilio auth token",
         )?;

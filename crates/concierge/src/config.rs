@@ -317,8 +317,7 @@ impl Settings {
         }
         // The webhook waits up to the inline budget for the turn, then still has to answer:
         // a request timeout inside the budget would cut replies off with a 503.
-        if self.http.request_timeout_secs.saturating_mul(1000) <= self.messaging.inline_budget_ms
-        {
+        if self.http.request_timeout_secs.saturating_mul(1000) <= self.messaging.inline_budget_ms {
             bail!(
                 "http.request_timeout_secs ({}) must be longer than messaging.inline_budget_ms ({})",
                 env_name(&["http", "request_timeout_secs"]),
@@ -926,7 +925,8 @@ mod tests {
         .err()
         .expect("a timeout inside the budget is refused");
         assert!(
-            err.to_string().contains("CONCIERGE_HTTP__REQUEST_TIMEOUT_SECS"),
+            err.to_string()
+                .contains("CONCIERGE_HTTP__REQUEST_TIMEOUT_SECS"),
             "{err}"
         );
         assert!(

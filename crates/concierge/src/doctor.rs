@@ -1,6 +1,7 @@
 //! `concierge doctor`: the effective configuration (secrets redacted) and a check of each
 //! dependency. Exits non-zero when a required check fails.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use secrecy::ExposeSecret;
@@ -20,35 +21,63 @@ struct Check {
 
 pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     let mut checks = Vec::new();
-    match app::open_store(settings).await {
-        Ok(stores) => {
-            checks.push(Check {
-                name: "database",
-                ok: true,
-                required: true,
-                detail: format!("{} reachable", stores.data.backend().as_str()),
-            });
-            match stores.data.migration_status().await {
-                Ok(s) => checks.push(Check {
-                    name: "migrations",
-                    ok: s.is_current(),
-                    required: true,
-                    detail: format!("{} of {} applied", s.applied, s.known),
-                }),
-                Err(e) => checks.push(Check {
-                    name: "migrations",
-                    ok: false,
-                    required: true,
-                    detail: e.to_string(),
-                }),
-            }
-        }
-        Err(e) => checks.push(Check {
+    let embedded_db = settings
+        .is_embedded()
+        .then(|| settings.database_url_or_default())
+        .map(|url| {
+            PathBuf::from(
+                url.trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:"),
+            )
+        });
+    match embedded_db {
+        // Looking must not create: the file appears at the first `serve` or `migrate`.
+        Some(path) if !path.exists() => checks.push(Check {
             name: "database",
             ok: false,
             required: true,
-            detail: format!("{e:#}"),
+            detail: format!(
+                "{} does not exist yet: `concierge migrate` or the first start creates it",
+                path.display()
+            ),
         }),
+        _ => match app::connect_store(settings, false).await {
+            Ok(stores) => {
+                checks.push(Check {
+                    name: "database",
+                    ok: true,
+                    required: true,
+                    detail: format!("{} reachable", stores.data.backend().as_str()),
+                });
+                match stores.data.migration_status().await {
+                    Ok(s) => checks.push(Check {
+                        name: "migrations",
+                        ok: s.is_current(),
+                        required: true,
+                        detail: if s.is_current() {
+                            format!("{} of {} applied", s.applied, s.known)
+                        } else {
+                            format!(
+                                "{} of {} applied: run `concierge migrate` (serve also migrates at start)",
+                                s.applied, s.known
+                            )
+                        },
+                    }),
+                    Err(e) => checks.push(Check {
+                        name: "migrations",
+                        ok: false,
+                        required: true,
+                        detail: e.to_string(),
+                    }),
+                }
+            }
+            Err(e) => checks.push(Check {
+                name: "database",
+                ok: false,
+                required: true,
+                detail: format!("{e:#}"),
+            }),
+        },
     }
     match &settings.redis_url {
         Some(url) => {
@@ -71,27 +100,47 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
             detail: "not configured: in-process pacing".into(),
         }),
     }
-    match app::master_key(settings) {
-        Ok(key) => checks.push(Check {
+    match app::generated_secret_path(settings, app::MASTER_KEY_FILE) {
+        Some((path, false)) if settings.master_key.is_none() => checks.push(Check {
             name: "master_key",
             ok: true,
             required: true,
-            detail: format!("present (id {})", key.id()),
+            detail: format!(
+                "not set: the first start generates one into {}",
+                path.display()
+            ),
         }),
-        Err(e) => checks.push(Check {
-            name: "master_key",
-            ok: false,
-            required: true,
-            detail: format!("{e:#}"),
-        }),
+        _ => match app::master_key(settings) {
+            Ok(key) => checks.push(Check {
+                name: "master_key",
+                ok: true,
+                required: true,
+                detail: format!("present (id {})", key.id()),
+            }),
+            Err(e) => checks.push(Check {
+                name: "master_key",
+                ok: false,
+                required: true,
+                detail: format!("{e:#}"),
+            }),
+        },
     }
-    let token = app::twilio_auth_token(settings).ok().flatten();
+    let token_file = app::generated_secret_path(settings, app::DEV_TOKEN_FILE);
+    let pending_token =
+        settings.twilio.auth_token.is_none() && matches!(token_file, Some((_, false)));
+    let token = if pending_token {
+        None
+    } else {
+        app::twilio_auth_token(settings).ok().flatten()
+    };
     checks.push(Check {
         name: "twilio_webhooks",
-        ok: token.is_some(),
+        ok: token.is_some() || pending_token,
         required: false,
         detail: if token.is_some() {
             format!("signatures checked against {}", app::public_url(settings))
+        } else if pending_token {
+            "not set: the first start generates a development token into the data directory".into()
         } else {
             "no auth token: webhooks answer 503".into()
         },

@@ -1,0 +1,323 @@
+//! The binary as an operator drives it: `doctor` on a fresh directory, `migrate`, the admin
+//! commands with `--json`, `serve` answering a signed SMS sent by `simulate sms`, the API
+//! showing the conversation, and a clean stop on SIGTERM; on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_concierge");
+
+/// Runs the binary with a clean environment plus `env`, in `dir`.
+fn concierge(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
+    command(dir, env, args).output().expect("run concierge")
+}
+
+fn command(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CONCIERGE_LOG_LEVEL", "warn")
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(url: &str, bearer: Option<&str>) -> (u16, String) {
+    let mut req = request(url);
+    if let Some(key) = bearer {
+        req = req.header("Authorization", format!("Bearer {key}"));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        match req.send().await {
+            Ok(res) => {
+                let status = res.status().as_u16();
+                (status, res.text().await.unwrap_or_default())
+            }
+            Err(_) => (0, String::new()),
+        }
+    })
+}
+
+fn request(url: &str) -> reqwest::RequestBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get(url)
+}
+
+fn drive(dir: &Path, mut env: Vec<(&'static str, String)>) {
+    let (http, admin) = (free_port(), free_port());
+    env.push(("CONCIERGE_HTTP__LISTEN", format!("127.0.0.1:{http}")));
+    env.push(("CONCIERGE_ADMIN__LISTEN", format!("127.0.0.1:{admin}")));
+
+    // Migrate, then the doctor is happy with the database.
+    let out = concierge(dir, &env, &["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doctor = json(&concierge(dir, &env, &["doctor", "--json"]));
+    let checks = doctor["checks"].as_array().expect("checks");
+    let migrations = checks
+        .iter()
+        .find(|c| c["name"] == "migrations")
+        .expect("a migrations check");
+    assert_eq!(migrations["ok"], true, "{doctor}");
+
+    // The admin commands, machine-readable (`--json` also accepted last).
+    let tenant = json(&concierge(
+        dir,
+        &env,
+        &[
+            "admin",
+            "tenant",
+            "create",
+            "--name",
+            "Bistro",
+            "--phone",
+            "+15550001111",
+            "--json",
+        ],
+    ));
+    let tenant_id = tenant["id"].as_str().expect("tenant id").to_owned();
+    assert_eq!(tenant["phone_numbers"][0], "+15550001111");
+    let dup = concierge(
+        dir,
+        &env,
+        &[
+            "admin",
+            "tenant",
+            "create",
+            "--name",
+            "Other",
+            "--phone",
+            "+15550001111",
+        ],
+    );
+    assert!(!dup.status.success(), "a number belongs to one tenant");
+    let bad = concierge(
+        dir,
+        &env,
+        &["admin", "tenant", "create", "--name", "X", "--phone", "555"],
+    );
+    assert!(!bad.status.success(), "invalid E.164 is refused");
+    let key = json(&concierge(
+        dir,
+        &env,
+        &[
+            "admin", "api-key", "create", "--tenant", &tenant_id, "--json",
+        ],
+    ))["key"]
+        .as_str()
+        .expect("key printed once")
+        .to_owned();
+    json(&concierge(
+        dir,
+        &env,
+        &[
+            "admin",
+            "kb",
+            "add",
+            "--tenant",
+            &tenant_id,
+            "--title",
+            "Parking",
+            "--body",
+            "Free parking behind the restaurant.",
+            "--json",
+        ],
+    ));
+    let listed = json(&concierge(
+        dir,
+        &env,
+        &["admin", "tenant", "list", "--json"],
+    ));
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == tenant_id.as_str())
+    );
+
+    // Serve, and wait for readiness.
+    let started = Instant::now();
+    let server = Server(
+        command(dir, &env, &["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start serve"),
+    );
+    let base = format!("http://127.0.0.1:{http}");
+    loop {
+        if get(&format!("{base}/ready"), None).0 == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serve never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A signed SMS, answered from the knowledge base inline (TwiML).
+    let sms = concierge(
+        dir,
+        &env,
+        &[
+            "simulate",
+            "sms",
+            "--from",
+            "+15557770000",
+            "--to",
+            "+15550001111",
+            "--body",
+            "where can I park?",
+            "--url",
+            &base,
+            "--json",
+        ],
+    );
+    let answer = json(&sms);
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert!(
+        answer["body"]
+            .as_str()
+            .unwrap()
+            .contains("Free parking behind the restaurant."),
+        "{answer}"
+    );
+
+    // The API shows it, to this tenant's key only.
+    let (status, body) = get(&format!("{base}/api/v1/conversations"), Some(&key));
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["items"][0]["message_count"], 2, "{page}");
+    assert_eq!(
+        get(&format!("{base}/api/v1/conversations"), Some("ck_nope")).0,
+        401
+    );
+    // Metrics are on the admin listener.
+    let (status, metrics) = get(&format!("http://127.0.0.1:{admin}/metrics"), None);
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("concierge_inbound_messages_total"),
+        "{metrics}"
+    );
+
+    // SIGTERM: a graceful stop with exit code 0.
+    let mut server = server;
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "serve exited with {status}");
+}
+
+#[test]
+fn doctor_on_a_fresh_directory_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = concierge(dir.path(), &[], &["doctor", "--json"]);
+    assert!(!out.status.success(), "no database yet: doctor reports it");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    assert!(!data.exists(), "doctor must not create the data directory");
+}
+
+#[test]
+fn sqlite_operator_tour() {
+    let dir = tempfile::tempdir().unwrap();
+    drive(dir.path(), Vec::new());
+    // The embedded default generated its keys with private permissions.
+    let key = dir.path().join("data/master.key");
+    assert!(key.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "master key readable by others");
+    }
+}
+
+#[test]
+fn postgres_operator_tour() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(testkit::TestDb::postgres());
+    let dir = tempfile::tempdir().unwrap();
+    let master = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    };
+    drive(
+        dir.path(),
+        vec![
+            ("CONCIERGE_DATABASE_URL", db.url().to_owned()),
+            ("CONCIERGE_MASTER_KEY", master),
+            (
+                "CONCIERGE_TWILIO__AUTH_TOKEN",
+                "0123456789abcdef".to_owned(),
+            ),
+        ],
+    );
+    assert!(
+        !dir.path().join("data/master.key").exists(),
+        "with PostgreSQL the master key comes from configuration only"
+    );
+    rt.block_on(db.cleanup());
+}
