@@ -918,12 +918,12 @@ mod tests {
 
     #[test]
     fn request_timeout_must_outlast_the_inline_budget() {
-        let err = load_env(&[
+        let Err(err) = load_env(&[
             ("CONCIERGE_HTTP__REQUEST_TIMEOUT_SECS", "2"),
             ("CONCIERGE_MESSAGING__INLINE_BUDGET_MS", "2000"),
-        ])
-        .err()
-        .expect("a timeout inside the budget is refused");
+        ]) else {
+            panic!("a timeout inside the budget is refused");
+        };
         assert!(
             err.to_string()
                 .contains("CONCIERGE_HTTP__REQUEST_TIMEOUT_SECS"),
