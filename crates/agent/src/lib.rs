@@ -1,12 +1,25 @@
-//! The turn interface every channel goes through, and the engines behind it. For now the
-//! engine is a knowledge-base responder (full-text search of the tenant's entries with a
-//! fallback message); the agent engine replaces it behind the same trait.
+//! The turn interface every channel goes through, and the engines behind it: the
+//! knowledge-base responder (full-text search of the tenant's entries with a fallback
+//! message), which is also the offline engine, and [`LlmEngine`], which reasons with a
+//! model from the `llm` crate, calls tools, and falls back to the offline engine when every
+//! provider fails.
+
+mod llm_engine;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::{Channel, ConversationId, EndUserId, MessageId, TenantId};
+use domain::{Channel, ConversationId, Direction, EndUserId, MessageId, TenantId};
 use store::Store;
+
+pub use llm_engine::{LlmEngine, LlmEngineConfig};
+
+/// An earlier message of the conversation, decrypted. Never logged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PastMessage {
+    pub direction: Direction,
+    pub text: String,
+}
 
 /// One inbound message to answer.
 #[derive(Clone, Debug)]
@@ -18,6 +31,8 @@ pub struct TurnInput {
     pub channel: Channel,
     /// The message text, decrypted. Never logged.
     pub text: String,
+    /// Up to [`TurnEngine::history_window`] earlier messages, oldest first.
+    pub history: Vec<PastMessage>,
 }
 
 /// What the turn produced.
@@ -45,6 +60,12 @@ impl From<store::StoreError> for TurnError {
 #[async_trait]
 pub trait TurnEngine: Send + Sync + 'static {
     async fn run(&self, input: TurnInput) -> Result<TurnOutput, TurnError>;
+
+    /// How many earlier messages the engine wants in [`TurnInput::history`]; loading them
+    /// costs a query and decryption, so engines that do not read them say 0.
+    fn history_window(&self) -> u32 {
+        0
+    }
 }
 
 /// SMS-friendly cap on a reply: 10 segments of GSM-7 text.
@@ -81,7 +102,7 @@ impl TurnEngine for KnowledgeResponder {
     }
 }
 
-fn truncate_chars(text: &str, max: usize) -> String {
+pub(crate) fn truncate_chars(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((i, _)) => {
             let mut cut = text[..i].trim_end().to_owned();
@@ -132,6 +153,7 @@ mod tests {
             message_id: MessageId::new(),
             channel: Channel::Sms,
             text: text.into(),
+            history: Vec::new(),
         };
         let out = engine
             .run(input("what are your opening hours"))

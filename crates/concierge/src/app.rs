@@ -19,8 +19,88 @@ use store_postgres::{PgSettings, PgStore};
 use store_sqlite::SqliteStore;
 use tokio::sync::watch;
 
-use crate::config::Settings;
+use crate::config::{LlmProvider, LlmSettings, Settings};
 use crate::telemetry;
+use llm::ChatModel;
+use llm::anthropic::{AnthropicChat, AnthropicConfig};
+use llm::gemini::{GeminiChat, GeminiConfig};
+use llm::openai::{OpenAiChat, OpenAiConfig};
+
+/// The engine that answers turns: the model from `llm` settings with the offline engine as
+/// its fallback, or the offline engine alone.
+pub fn turn_engine(
+    settings: &Settings,
+    stores: &Stores,
+) -> anyhow::Result<Arc<dyn agent::TurnEngine>> {
+    let offline: Arc<dyn agent::TurnEngine> = Arc::new(agent::KnowledgeResponder::new(
+        stores.data.clone(),
+        settings.messaging.fallback_message.clone(),
+    ));
+    let Some(model) = chat_model(&settings.llm)? else {
+        return Ok(offline);
+    };
+    let defaults = agent::LlmEngineConfig::default();
+    let config = agent::LlmEngineConfig {
+        system_prompt: settings.llm.system_prompt.clone(),
+        history: settings.llm.history_messages,
+        max_tool_rounds: settings.llm.max_tool_rounds,
+        max_tokens: settings.llm.max_tokens,
+        ..defaults
+    };
+    Ok(Arc::new(agent::LlmEngine::new(
+        model,
+        stores.data.clone(),
+        offline,
+        config,
+    )))
+}
+
+/// The configured provider behind retries and a circuit breaker; None without one.
+fn chat_model(llm: &LlmSettings) -> anyhow::Result<Option<Arc<dyn ChatModel>>> {
+    let http = llm::HttpSettings {
+        connect_timeout: Duration::from_millis(llm.connect_timeout_ms),
+        first_byte_timeout: Duration::from_millis(llm.first_byte_timeout_ms),
+        idle_timeout: Duration::from_millis(llm.first_byte_timeout_ms),
+        total_timeout: Duration::from_millis(llm.total_timeout_ms),
+    };
+    let key = || {
+        llm.api_key
+            .clone()
+            .unwrap_or_else(|| SecretString::from(""))
+    };
+    let base = |default: &str| llm.base_url.clone().unwrap_or_else(|| default.to_owned());
+    let model: Arc<dyn ChatModel> = match llm.provider {
+        LlmProvider::None => return Ok(None),
+        LlmProvider::Openai | LlmProvider::OpenaiCompatible => {
+            let mut config = if llm.provider == LlmProvider::Openai {
+                OpenAiConfig::openai(key(), &llm.model)
+            } else {
+                OpenAiConfig::compatible("openai_compatible", base(""), &llm.model)
+            };
+            config.base_url = base(&config.base_url);
+            config.api_key = llm.api_key.clone();
+            config.http = http;
+            Arc::new(OpenAiChat::new(config)?)
+        }
+        LlmProvider::Anthropic => {
+            let mut config = AnthropicConfig::new(key(), &llm.model);
+            config.base_url = base(&config.base_url);
+            config.http = http;
+            Arc::new(AnthropicChat::new(config)?)
+        }
+        LlmProvider::Gemini => {
+            let mut config = GeminiConfig::new(key(), &llm.model);
+            config.base_url = base(&config.base_url);
+            config.http = http;
+            Arc::new(GeminiChat::new(config)?)
+        }
+    };
+    let policy = llm::RetryPolicy {
+        max_attempts: llm.max_attempts,
+        ..llm::RetryPolicy::default()
+    };
+    Ok(Some(Arc::new(llm::Resilient::new(vec![model], policy))))
+}
 
 /// Opens the configured database and applies migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Stores> {
@@ -227,10 +307,7 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<ExitCode>
     }
     let master = master_key(&settings)?;
     let vault = Arc::new(Vault::new(master, stores.data.clone()));
-    let engine: Arc<dyn agent::TurnEngine> = Arc::new(agent::KnowledgeResponder::new(
-        stores.data.clone(),
-        settings.messaging.fallback_message.clone(),
-    ));
+    let engine = turn_engine(&settings, &stores)?;
     let node_id = format!(
         "{}-{}",
         std::process::id(),

@@ -23,11 +23,12 @@ const TEST_PREFIX: &str = "CONCIERGE_TEST_";
 /// `<VAR>_FILE` names a file holding the secret `<VAR>`.
 const FILE_SUFFIX: &str = "_FILE";
 /// Dotted keys of the settings that hold secrets.
-const SECRET_KEYS: [&str; 4] = [
+const SECRET_KEYS: [&str; 5] = [
     "database_url",
     "redis_url",
     "master_key",
     "twilio.auth_token",
+    "llm.api_key",
 ];
 /// What a set secret serializes as.
 const REDACTED: &str = "<redacted>";
@@ -63,6 +64,7 @@ pub struct Settings {
     pub messaging: MessagingSettings,
     pub worker: WorkerSettings,
     pub database: DatabaseSettings,
+    pub llm: LlmSettings,
 }
 
 impl Default for Settings {
@@ -81,6 +83,7 @@ impl Default for Settings {
             messaging: MessagingSettings::default(),
             worker: WorkerSettings::default(),
             database: DatabaseSettings::default(),
+            llm: LlmSettings::default(),
         }
     }
 }
@@ -216,6 +219,68 @@ impl Default for DatabaseSettings {
     }
 }
 
+/// Which model provider answers turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmProvider {
+    /// No model: the offline engine (knowledge base + fallback message) answers.
+    #[default]
+    None,
+    Openai,
+    /// Any server speaking OpenAI Chat Completions (Ollama, vLLM, llama.cpp...).
+    OpenaiCompatible,
+    Anthropic,
+    Gemini,
+}
+
+/// The model behind the agents. With a provider set, turns go to the model and fall back to
+/// the offline engine when it cannot be reached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmSettings {
+    pub provider: LlmProvider,
+    /// The provider's model name (required with a provider).
+    pub model: String,
+    #[serde(serialize_with = "redact")]
+    pub api_key: Option<SecretString>,
+    /// Overrides the provider's endpoint (required for `openai_compatible`, e.g.
+    /// `http://127.0.0.1:11434/v1`).
+    pub base_url: Option<String>,
+    pub connect_timeout_ms: u64,
+    /// Until the response headers arrive.
+    pub first_byte_timeout_ms: u64,
+    /// The whole model call.
+    pub total_timeout_ms: u64,
+    /// Calls per turn step, first included, before the offline engine answers.
+    pub max_attempts: u32,
+    /// Earlier messages sent with each turn.
+    pub history_messages: u32,
+    /// Rounds of tool calls per turn.
+    pub max_tool_rounds: u32,
+    pub max_tokens: u32,
+    pub system_prompt: String,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        let engine = agent::LlmEngineConfig::default();
+        Self {
+            provider: LlmProvider::None,
+            model: String::new(),
+            api_key: None,
+            base_url: None,
+            connect_timeout_ms: 3000,
+            first_byte_timeout_ms: 15_000,
+            total_timeout_ms: 30_000,
+            max_attempts: 2,
+            history_messages: engine.history,
+            max_tool_rounds: engine.max_tool_rounds,
+            max_tokens: engine.max_tokens,
+            system_prompt: engine.system_prompt,
+        }
+    }
+}
+
 impl Settings {
     /// The explicit database URL, or the SQLite file `sqlite://<data_dir>/concierge.db`.
     pub fn database_url_or_default(&self) -> String {
@@ -240,6 +305,37 @@ impl Settings {
             drop_if_blank(secret);
         }
         drop_if_blank(&mut self.twilio.auth_token);
+        drop_if_blank(&mut self.llm.api_key);
+        if self.llm.provider != LlmProvider::None {
+            if self.llm.model.trim().is_empty() {
+                bail!(
+                    "llm.model ({}) is required when llm.provider is set",
+                    env_name(&["llm", "model"])
+                );
+            }
+            let needs_key = self.llm.provider != LlmProvider::OpenaiCompatible;
+            if needs_key && self.llm.api_key.is_none() {
+                bail!(
+                    "llm.api_key ({} or {}_FILE) is required for this provider",
+                    env_name(&["llm", "api_key"]),
+                    env_name(&["llm", "api_key"])
+                );
+            }
+            if self.llm.provider == LlmProvider::OpenaiCompatible && self.llm.base_url.is_none() {
+                bail!(
+                    "llm.base_url ({}) is required for openai_compatible",
+                    env_name(&["llm", "base_url"])
+                );
+            }
+        }
+        if let Some(url) = &self.llm.base_url
+            && !has_scheme(url, &["http://", "https://"])
+        {
+            bail!(
+                "llm.base_url ({}) must start with http:// or https://",
+                env_name(&["llm", "base_url"])
+            );
+        }
 
         self.public_url = match self.public_url.take() {
             None => None,
@@ -284,7 +380,15 @@ impl Settings {
             bail!("log_level ({}) must not be empty", env_name(&["log_level"]));
         }
 
-        let at_least_one: [(&[&str], u64); 9] = [
+        let at_least_one: [(&[&str], u64); 14] = [
+            (&["llm", "connect_timeout_ms"], self.llm.connect_timeout_ms),
+            (
+                &["llm", "first_byte_timeout_ms"],
+                self.llm.first_byte_timeout_ms,
+            ),
+            (&["llm", "total_timeout_ms"], self.llm.total_timeout_ms),
+            (&["llm", "max_attempts"], u64::from(self.llm.max_attempts)),
+            (&["llm", "max_tokens"], u64::from(self.llm.max_tokens)),
             (&["http", "max_body_bytes"], self.http.max_body_bytes as u64),
             (
                 &["http", "request_timeout_secs"],
@@ -917,6 +1021,55 @@ mod tests {
     }
 
     #[test]
+    fn a_model_provider_needs_what_it_needs() {
+        let refused = |pairs: &[(&str, &str)], needle: &str| {
+            let Err(err) = load_env(pairs) else {
+                panic!("{pairs:?} should be refused");
+            };
+            assert!(err.to_string().contains(needle), "{err}");
+        };
+        refused(
+            &[("CONCIERGE_LLM__PROVIDER", "anthropic")],
+            "CONCIERGE_LLM__MODEL",
+        );
+        refused(
+            &[
+                ("CONCIERGE_LLM__PROVIDER", "anthropic"),
+                ("CONCIERGE_LLM__MODEL", "claude"),
+            ],
+            "CONCIERGE_LLM__API_KEY",
+        );
+        refused(
+            &[
+                ("CONCIERGE_LLM__PROVIDER", "openai_compatible"),
+                ("CONCIERGE_LLM__MODEL", "llama3"),
+            ],
+            "CONCIERGE_LLM__BASE_URL",
+        );
+        refused(
+            &[
+                ("CONCIERGE_LLM__PROVIDER", "openai_compatible"),
+                ("CONCIERGE_LLM__MODEL", "llama3"),
+                ("CONCIERGE_LLM__BASE_URL", "localhost:11434"),
+            ],
+            "http",
+        );
+        refused(
+            &[("CONCIERGE_LLM__PROVIDER", "skynet")],
+            "CONCIERGE_LLM__PROVIDER",
+        );
+        let ok = load_env(&[
+            ("CONCIERGE_LLM__PROVIDER", "openai_compatible"),
+            ("CONCIERGE_LLM__MODEL", "llama3"),
+            ("CONCIERGE_LLM__BASE_URL", "http://127.0.0.1:11434/v1"),
+        ])
+        .unwrap()
+        .settings;
+        assert_eq!(ok.llm.provider, LlmProvider::OpenaiCompatible);
+        assert!(ok.llm.api_key.is_none());
+    }
+
+    #[test]
     fn request_timeout_must_outlast_the_inline_budget() {
         let Err(err) = load_env(&[
             ("CONCIERGE_HTTP__REQUEST_TIMEOUT_SECS", "2"),
@@ -1259,7 +1412,9 @@ mod tests {
         );
         assert_eq!(find("CONCIERGE_LOG_FORMAT").default, "text");
         assert_eq!(docs.iter().filter(|d| d.secret).count(), SECRET_KEYS.len());
-        assert_eq!(docs.len(), 27);
+        assert!(find("CONCIERGE_LLM__API_KEY").secret);
+        assert_eq!(find("CONCIERGE_LLM__PROVIDER").default, "none");
+        assert_eq!(docs.len(), 39);
         assert_eq!(docs[0].env, "CONCIERGE_DATA_DIR", "top-level keys first");
 
         // Suggestions rely on names being distinct once underscores are ignored.

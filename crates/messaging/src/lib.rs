@@ -207,6 +207,15 @@ impl Messaging {
                 outcome: InboundKind::OptedOut,
             });
         };
+        let history = load_history(
+            &self.stores,
+            &key,
+            tenant.id,
+            recorded.conversation_id,
+            recorded.message_id,
+            self.engine.history_window(),
+        )
+        .await?;
         let input = TurnInput {
             tenant_id: tenant.id,
             conversation_id: recorded.conversation_id,
@@ -214,6 +223,7 @@ impl Messaging {
             message_id: recorded.message_id,
             channel: Channel::Sms,
             text: body.to_owned(),
+            history,
         };
         let lease = Lease { holder, attempt: 0 };
         let text = self
@@ -265,6 +275,15 @@ impl Messaging {
                 reply: None,
             });
         };
+        let history = load_history(
+            &self.stores,
+            &key,
+            tenant,
+            recorded.conversation_id,
+            recorded.message_id,
+            self.engine.history_window(),
+        )
+        .await?;
         let input = TurnInput {
             tenant_id: tenant,
             conversation_id: recorded.conversation_id,
@@ -272,6 +291,7 @@ impl Messaging {
             message_id: recorded.message_id,
             channel: Channel::WebChat,
             text: text.to_owned(),
+            history,
         };
         let reply = self
             .inline_turn(
@@ -362,6 +382,38 @@ impl Messaging {
         let key = self.vault.data_key(tenant).await?;
         Ok(key.decrypt_string(tenant, columns::MESSAGE_BODY, body)?)
     }
+}
+
+/// The `window` messages before `before` in a conversation, decrypted, oldest first.
+pub(crate) async fn load_history(
+    stores: &Stores,
+    key: &crypto::DataKey,
+    tenant: TenantId,
+    conversation: ConversationId,
+    before: MessageId,
+    window: u32,
+) -> Result<Vec<agent::PastMessage>, MessagingError> {
+    if window == 0 {
+        return Ok(Vec::new());
+    }
+    let page = store::Page {
+        limit: window.min(store::Page::MAX_LIMIT),
+        before: Some(before.into_uuid()),
+    };
+    let mut messages = stores
+        .data
+        .list_messages(tenant, conversation, page)
+        .await?;
+    messages.reverse();
+    messages
+        .into_iter()
+        .map(|m| {
+            Ok(agent::PastMessage {
+                direction: m.direction,
+                text: key.decrypt_string(tenant, columns::MESSAGE_BODY, &m.body)?,
+            })
+        })
+        .collect()
 }
 
 fn count_inbound(channel: Channel, kind: InboundKind) {

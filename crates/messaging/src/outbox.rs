@@ -109,6 +109,16 @@ impl Outbox {
         let text = key
             .decrypt_string(tenant, columns::MESSAGE_BODY, &message.body)
             .map_err(|e| JobOutcome::Fatal(format!("cannot decrypt message: {e}")))?;
+        let history = crate::load_history(
+            &self.stores,
+            &key,
+            tenant,
+            conversation.id,
+            id,
+            self.engine.history_window(),
+        )
+        .await
+        .map_err(transient)?;
         let input = TurnInput {
             tenant_id: tenant,
             conversation_id: conversation.id,
@@ -116,6 +126,7 @@ impl Outbox {
             message_id: id,
             channel: message.channel,
             text,
+            history,
         };
         let started = Instant::now();
         let result = tokio::time::timeout(self.config.turn_timeout, self.engine.run(input)).await;

@@ -1,0 +1,244 @@
+//! A turn answered by a model: the conversation so far, the tenant's instructions, and the
+//! knowledge-base search tool, in a bounded loop of tool calls. When the model cannot be
+//! reached (every provider and retry failed) the offline engine answers instead, so a
+//! customer always gets a reply.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use domain::{Channel, Direction};
+use llm::{ChatModel, ChatRequest, LlmError, Message, Part, Role, ToolCall, ToolChoice, ToolSpec};
+use serde_json::json;
+use store::Store;
+
+use crate::{MAX_REPLY_CHARS, TurnEngine, TurnError, TurnInput, TurnOutput, truncate_chars};
+
+const SEARCH_TOOL: &str = "search_knowledge_base";
+/// A query the model sends to the search tool is cut to this length.
+const MAX_QUERY_CHARS: usize = 300;
+/// Knowledge-base text returned to the model per search, in characters.
+const MAX_RESULT_CHARS: usize = 4000;
+
+#[derive(Clone, Debug)]
+pub struct LlmEngineConfig {
+    /// The instructions every conversation starts with.
+    pub system_prompt: String,
+    /// Earlier messages sent with each turn.
+    pub history: u32,
+    /// Rounds of tool calls per turn before the model must answer in words.
+    pub max_tool_rounds: u32,
+    /// Each tool call's own time limit.
+    pub tool_timeout: Duration,
+    pub max_tokens: u32,
+}
+
+impl Default for LlmEngineConfig {
+    fn default() -> Self {
+        Self {
+            system_prompt:
+                "You are the front desk of a small business. Answer briefly and politely. \
+                Use the knowledge base tool for facts about the business; never invent prices, \
+                hours or policies. If you cannot help, say a member of staff will follow up."
+                    .into(),
+            history: 12,
+            max_tool_rounds: 3,
+            tool_timeout: Duration::from_secs(5),
+            max_tokens: 400,
+        }
+    }
+}
+
+pub struct LlmEngine {
+    model: Arc<dyn ChatModel>,
+    store: Arc<dyn Store>,
+    offline: Arc<dyn TurnEngine>,
+    config: LlmEngineConfig,
+}
+
+impl LlmEngine {
+    #[must_use]
+    pub fn new(
+        model: Arc<dyn ChatModel>,
+        store: Arc<dyn Store>,
+        offline: Arc<dyn TurnEngine>,
+        config: LlmEngineConfig,
+    ) -> Self {
+        Self {
+            model,
+            store,
+            offline,
+            config,
+        }
+    }
+
+    fn tools() -> Vec<ToolSpec> {
+        vec![ToolSpec {
+            name: SEARCH_TOOL.into(),
+            description:
+                "Search the business's knowledge base (hours, services, prices, policies). \
+                Returns the best matching entries."
+                    .into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {"query": {"type": "string", "description": "What to look for"}},
+                "required": ["query"]
+            }),
+        }]
+    }
+
+    fn request(&self, input: &TurnInput) -> ChatRequest {
+        let mut messages: Vec<Message> = input
+            .history
+            .iter()
+            .map(|m| match m.direction {
+                Direction::Inbound => Message::user(&m.text),
+                Direction::Outbound => Message::assistant(&m.text),
+            })
+            .collect();
+        messages.push(Message::user(&input.text));
+        let channel = match input.channel {
+            Channel::Sms => {
+                "The customer is texting: answer in at most three short sentences, plain text."
+            }
+            Channel::WebChat => "The customer is on the web chat: answer in a few short sentences.",
+        };
+        let mut request = ChatRequest::new(messages);
+        request.system = Some(format!("{}\n\n{channel}", self.config.system_prompt));
+        request.tools = Self::tools();
+        request.max_tokens = self.config.max_tokens;
+        request
+    }
+
+    /// Runs one tool call; failures become error results the model can read, never a
+    /// failed turn.
+    async fn call_tool(&self, input: &TurnInput, call: &ToolCall) -> (String, bool) {
+        metrics::counter!("concierge_tool_calls_total", "tool" => tool_label(&call.name))
+            .increment(1);
+        if call.name != SEARCH_TOOL {
+            // Unknown or not allowed for this agent: refused, recorded, answered sensibly.
+            tracing::warn!(tool = %tool_label(&call.name), "model called a tool it does not have");
+            metrics::counter!("concierge_tool_errors_total", "tool" => "unknown").increment(1);
+            return (format!("There is no tool named {:?}.", call.name), true);
+        }
+        let Some(query) = call.arguments.get("query").and_then(|q| q.as_str()) else {
+            return (
+                "The argument \"query\" (a string) is required.".into(),
+                true,
+            );
+        };
+        let query = truncate_chars(query, MAX_QUERY_CHARS);
+        let search = self.store.search_kb(input.tenant_id, &query, 3);
+        match tokio::time::timeout(self.config.tool_timeout, search).await {
+            Ok(Ok(hits)) if hits.is_empty() => ("No entry matches.".into(), false),
+            Ok(Ok(hits)) => {
+                let text = hits
+                    .iter()
+                    .map(|h| format!("## {}\n{}", h.entry.title, h.entry.body))
+                    .collect::<Vec<_>>()
+                    .join("\n\n");
+                (truncate_chars(&text, MAX_RESULT_CHARS), false)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "knowledge-base search failed");
+                metrics::counter!("concierge_tool_errors_total", "tool" => SEARCH_TOOL)
+                    .increment(1);
+                ("The knowledge base is unavailable right now.".into(), true)
+            }
+            Err(_) => {
+                metrics::counter!("concierge_tool_errors_total", "tool" => SEARCH_TOOL)
+                    .increment(1);
+                ("The knowledge base did not answer in time.".into(), true)
+            }
+        }
+    }
+
+    async fn converse(&self, input: &TurnInput) -> Result<String, LlmError> {
+        let mut request = self.request(input);
+        for round in 0..=self.config.max_tool_rounds {
+            if round == self.config.max_tool_rounds {
+                // Tool budget spent (a loop, or a stubborn model): answer with what you have.
+                request.tool_choice = ToolChoice::None;
+            }
+            let started = Instant::now();
+            let response = self.model.complete(&request).await?;
+            metrics::histogram!("concierge_model_seconds", "provider" => self.model.provider().to_owned())
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!("concierge_model_tokens_total", "provider" => self.model.provider().to_owned(), "kind" => "input")
+                .increment(response.usage.input_tokens);
+            metrics::counter!("concierge_model_tokens_total", "provider" => self.model.provider().to_owned(), "kind" => "output")
+                .increment(response.usage.output_tokens);
+            let calls: Vec<ToolCall> = response.tool_calls().into_iter().cloned().collect();
+            if calls.is_empty() || request.tool_choice == ToolChoice::None {
+                return Ok(response.text().trim().to_owned());
+            }
+            request.messages.push(Message {
+                role: Role::Assistant,
+                parts: response.parts.clone(),
+            });
+            let mut results = Vec::with_capacity(calls.len());
+            for call in calls.iter().take(8) {
+                let (content, is_error) = self.call_tool(input, call).await;
+                results.push(Part::ToolResult {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    content,
+                    is_error,
+                });
+            }
+            for call in calls.iter().skip(8) {
+                results.push(Part::ToolResult {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    content: "Too many tool calls at once; ask again.".into(),
+                    is_error: true,
+                });
+            }
+            request.messages.push(Message {
+                role: Role::User,
+                parts: results,
+            });
+        }
+        Ok(String::new())
+    }
+}
+
+/// Metric label for a tool name the model chose: only known names, so a model cannot
+/// create unbounded label values.
+fn tool_label(name: &str) -> &'static str {
+    if name == SEARCH_TOOL {
+        SEARCH_TOOL
+    } else {
+        "unknown"
+    }
+}
+
+#[async_trait]
+impl TurnEngine for LlmEngine {
+    async fn run(&self, input: TurnInput) -> Result<TurnOutput, TurnError> {
+        match self.converse(&input).await {
+            Ok(reply) if !reply.is_empty() => Ok(TurnOutput {
+                reply: Some(truncate_chars(&reply, MAX_REPLY_CHARS)),
+                answered_by: "llm",
+            }),
+            Ok(_) => {
+                tracing::warn!("the model answered nothing; the offline engine answers");
+                metrics::counter!("concierge_model_fallbacks_total", "reason" => "empty")
+                    .increment(1);
+                self.offline.run(input).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "model unavailable; the offline engine answers");
+                metrics::counter!("concierge_model_fallbacks_total", "reason" => e.kind())
+                    .increment(1);
+                let mut out = self.offline.run(input).await?;
+                out.answered_by = "offline";
+                Ok(out)
+            }
+        }
+    }
+
+    fn history_window(&self) -> u32 {
+        self.config.history
+    }
+}
