@@ -77,6 +77,26 @@ fn get(url: &str, bearer: Option<&str>) -> (u16, String) {
     })
 }
 
+fn post_json(url: &str, bearer: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let res = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(bearer)
+            .json(body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or_default())
+    })
+}
+
 fn request(url: &str) -> reqwest::RequestBuilder {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -319,5 +339,150 @@ fn postgres_operator_tour() {
         !dir.path().join("data/master.key").exists(),
         "with PostgreSQL the master key comes from configuration only"
     );
+    rt.block_on(db.cleanup());
+}
+
+/// Web chat answered by a model (a local fake speaking OpenAI Chat Completions), through
+/// `serve`: the reply comes from the model, the second turn carries the first as history,
+/// and with the model down the offline engine still answers.
+fn chat_through_a_model(dir: &Path, mut env: Vec<(&'static str, String)>, fake_url: String) {
+    let http = free_port();
+    env.push(("CONCIERGE_HTTP__LISTEN", format!("127.0.0.1:{http}")));
+    env.push((
+        "CONCIERGE_ADMIN__LISTEN",
+        format!("127.0.0.1:{}", free_port()),
+    ));
+    env.push(("CONCIERGE_LLM__PROVIDER", "openai_compatible".into()));
+    env.push(("CONCIERGE_LLM__MODEL", "fake-model".into()));
+    env.push(("CONCIERGE_LLM__BASE_URL", fake_url));
+    env.push(("CONCIERGE_LLM__MAX_ATTEMPTS", "1".into()));
+    let tenant = json(&concierge(
+        dir,
+        &env,
+        &[
+            "admin",
+            "tenant",
+            "create",
+            "--name",
+            "Cafe",
+            "--phone",
+            "+15550003333",
+            "--json",
+        ],
+    ));
+    let tenant_id = tenant["id"].as_str().unwrap().to_owned();
+    json(&concierge(
+        dir,
+        &env,
+        &[
+            "admin",
+            "kb",
+            "add",
+            "--tenant",
+            &tenant_id,
+            "--title",
+            "Wifi",
+            "--body",
+            "The wifi password is on the menu.",
+            "--json",
+        ],
+    ));
+    let key = json(&concierge(
+        dir,
+        &env,
+        &[
+            "admin", "api-key", "create", "--tenant", &tenant_id, "--json",
+        ],
+    ))["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let _server = Server(
+        command(dir, &env, &["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{http}");
+    let started = Instant::now();
+    while get(&format!("{base}/ready"), None).0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(20), "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("{base}/api/v1/chat/messages");
+    let (status, first) = post_json(&url, &key, &serde_json::json!({"message": "hi there"}));
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["reply"], "Model says hello.", "{first}");
+    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+    let (status, second) = post_json(
+        &url,
+        &key,
+        &serde_json::json!({"message": "and the wifi?", "conversation_id": conversation}),
+    );
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["conversation_id"], conversation.as_str());
+    // The model is down for this turn: the offline engine answers from the knowledge base.
+    assert_eq!(
+        second["reply"], "The wifi password is on the menu.",
+        "{second}"
+    );
+}
+
+fn fake_model_answers(fake: &testkit::fake_llm::FakeOpenAi) {
+    use testkit::fake_llm::Reply;
+    fake.push(Reply::Text("Model says hello.".into()));
+    fake.push(Reply::Status(503));
+}
+
+fn check_model_conversation(fake: &testkit::fake_llm::FakeOpenAi) {
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "one model call per turn");
+    let second = requests[1]["messages"].as_array().unwrap();
+    // system, then the first exchange from the database (decrypted), then the new message.
+    assert_eq!(
+        second[1],
+        serde_json::json!({"role": "user", "content": "hi there"})
+    );
+    assert_eq!(
+        second[2],
+        serde_json::json!({"role": "assistant", "content": "Model says hello."})
+    );
+    assert_eq!(
+        second[3],
+        serde_json::json!({"role": "user", "content": "and the wifi?"})
+    );
+}
+
+#[test]
+fn sqlite_web_chat_through_a_model() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(testkit::fake_llm::FakeOpenAi::start());
+    fake_model_answers(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    chat_through_a_model(dir.path(), Vec::new(), fake.base_url());
+    check_model_conversation(&fake);
+}
+
+#[test]
+fn postgres_web_chat_through_a_model() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(testkit::fake_llm::FakeOpenAi::start());
+    fake_model_answers(&fake);
+    let db = rt.block_on(testkit::TestDb::postgres());
+    let dir = tempfile::tempdir().unwrap();
+    let master = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+    };
+    chat_through_a_model(
+        dir.path(),
+        vec![
+            ("CONCIERGE_DATABASE_URL", db.url().to_owned()),
+            ("CONCIERGE_MASTER_KEY", master),
+        ],
+        fake.base_url(),
+    );
+    check_model_conversation(&fake);
     rt.block_on(db.cleanup());
 }
