@@ -41,6 +41,19 @@ enum Command {
     Sms(SmsArgs),
     /// Web-chat turns to POST {url}/api/v1/chat/messages, one conversation per worker.
     Chat(ChatArgs),
+    /// A model that answers at once: a local server speaking OpenAI Chat Completions, for
+    /// measuring the turn path without model time. Runs until interrupted.
+    FakeLlm(FakeLlmArgs),
+}
+
+#[derive(Debug, Args)]
+struct FakeLlmArgs {
+    /// Address to listen on; the base URL to configure is http://<listen>/v1.
+    #[arg(long, default_value = "127.0.0.1:8099")]
+    listen: std::net::SocketAddr,
+    /// What every answer says.
+    #[arg(long, default_value = "Happy to help.")]
+    text: String,
 }
 
 #[derive(Debug, Args)]
@@ -187,13 +200,14 @@ fn main() -> ExitCode {
 
 fn try_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    let load = match &cli.command {
-        Command::Sms(args) => &args.load,
-        Command::Chat(args) => &args.load,
+    let threads = match &cli.command {
+        Command::Sms(args) => args.load.threads,
+        Command::Chat(args) => args.load.threads,
+        Command::FakeLlm(_) => Some(1),
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
-    if let Some(threads) = load.threads {
+    if let Some(threads) = threads {
         runtime.worker_threads(threads.max(1));
     }
     runtime
@@ -234,6 +248,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             )?;
             let target = format!("{}{}", args.url.trim_end_matches('/'), chat::PATH);
             execute("chat", &target, scenario, plan, &args.load).await
+        }
+        Command::FakeLlm(args) => {
+            let fake = testkit::fake_llm::FakeOpenAi::start_on(args.listen, false).await;
+            fake.set_default_text(&args.text);
+            eprintln!("fake-llm: listening; base URL {}", fake.base_url());
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+            eprintln!("fake-llm: answered {} requests", fake.calls());
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

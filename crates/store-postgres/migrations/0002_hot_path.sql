@@ -173,3 +173,19 @@ BEGIN
          ORDER BY 7 DESC, k.id
          LIMIT p_limit;
 END $$;
+
+-- A page of a conversation's messages, newest first, in one round trip (the agent loads the
+-- recent history on every turn).
+CREATE FUNCTION concierge_list_messages(p_tenant UUID, p_conversation UUID, p_before UUID,
+                                        p_limit INTEGER)
+RETURNS SETOF messages
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('app.tenant_id', p_tenant::text, true);
+    RETURN QUERY
+        SELECT * FROM messages m
+         WHERE m.tenant_id = p_tenant AND m.conversation_id = p_conversation
+           AND (p_before IS NULL OR m.id < p_before)
+         ORDER BY m.id DESC
+         LIMIT p_limit;
+END $$;

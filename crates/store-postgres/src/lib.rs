@@ -670,20 +670,17 @@ impl Store for PgStore {
         conversation: ConversationId,
         page: Page,
     ) -> StoreResult<Vec<StoredMessage>> {
-        let mut tx = self.tenant_tx(tenant).await?;
         let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND conversation_id = $2 AND ($3 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+            "SELECT {MESSAGE_COLUMNS} FROM concierge_list_messages($1, $2, $3, $4)"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant.into_uuid())
             .bind(conversation.into_uuid())
             .bind(page.before)
-            .bind(page.before)
-            .bind(i64::from(page.limit))
-            .fetch_all(&mut *tx)
+            .bind(i32::try_from(page.limit).unwrap_or(i32::MAX))
+            .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
         rows.iter().map(read_message).collect()
     }
 
