@@ -1,6 +1,6 @@
 //! SQLite implementation of the store: the embedded default. One process owns the database
-//! file (WAL mode); writes take the write lock up front (`BEGIN IMMEDIATE`) so concurrent
-//! writers queue on the busy timeout instead of failing on a lock upgrade.
+//! file (WAL mode); writers queue on an in-process lock, then take the write lock up front
+//! (`BEGIN IMMEDIATE`), so they never fail on a lock upgrade nor wait in the busy handler.
 
 mod queue;
 mod rows;
@@ -26,7 +26,7 @@ use store::{
     NewTenant, OutboundSms, Page, RecordedInbound, ReplyMessage, StatusUpdate, Store, StoreError,
     StoreResult, StoredDataKey, StoredMessage, Tenant,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
 use crate::rows::{db_err, now_ms, read_kb, read_message, read_tenant_row};
 
@@ -37,6 +37,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct SqliteStore {
     pool: SqlitePool,
     /// Wakes this process's workers when a job is enqueued (SQLite has one process).
+    writer: Arc<Mutex<()>>,
     wake: Arc<Notify>,
 }
 
@@ -77,6 +78,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self {
             pool,
+            writer: Arc::new(Mutex::new(())),
             wake: Arc::new(Notify::new()),
         })
     }
@@ -94,11 +96,20 @@ impl SqliteStore {
         &self.pool
     }
 
-    async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.pool
+    /// A write transaction. Writers queue on an in-process lock first, in arrival order,
+    /// so they never meet SQLite's busy handler (which sleeps in growing steps and makes
+    /// latency jumpy under load); `BEGIN IMMEDIATE` still guards against other processes.
+    /// Keep the returned guard alive until the transaction ends.
+    async fn write_tx(
+        &self,
+    ) -> StoreResult<(OwnedMutexGuard<()>, Transaction<'static, Sqlite>)> {
+        let guard = self.writer.clone().lock_owned().await;
+        let tx = self
+            .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(db_err)
+            .map_err(db_err)?;
+        Ok((guard, tx))
     }
 
     pub async fn close(&self) {
@@ -164,7 +175,7 @@ impl Store for SqliteStore {
     async fn create_tenant(&self, tenant: NewTenant) -> StoreResult<Tenant> {
         let id = TenantId::new();
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
             .bind(id.into_uuid())
             .bind(tenant.name.as_str())
@@ -264,7 +275,7 @@ impl Store for SqliteStore {
         tenant: TenantId,
         key: StoredDataKey,
     ) -> StoreResult<StoredDataKey> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO tenant_keys (tenant_id, key_id, kek_id, wrapped, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id) DO NOTHING",
         )
@@ -329,7 +340,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<InboundOutcome> {
         let now = now_ms();
         let t = tenant.into_uuid();
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
 
         if let Some(sid) = &inbound.provider_sid
             && let Some(dup) = duplicate(&mut tx, tenant, sid).await?
@@ -338,11 +349,13 @@ impl Store for SqliteStore {
         }
 
         // The end user and their conversation.
-        let (end_user_id, new_end_user, opted_out_before, conversation_id) = match &inbound.contact
+        // `seen`: when the end user was last seen (None for one created here).
+        let (end_user_id, new_end_user, opted_out_before, conversation_id, seen) = match &inbound
+            .contact
         {
             Contact::Phone { index, ciphertext } => {
                 let found = sqlx::query(
-                    "SELECT u.id AS uid, u.opted_out, c.id AS cid FROM end_users u LEFT JOIN conversations c ON c.end_user_id = u.id WHERE u.tenant_id = ? AND u.phone_index = ?",
+                    "SELECT u.id AS uid, u.opted_out, u.last_seen_at, c.id AS cid FROM end_users u LEFT JOIN conversations c ON c.end_user_id = u.id WHERE u.tenant_id = ? AND u.phone_index = ?",
                 )
                 .bind(t)
                 .bind(index.as_slice())
@@ -354,12 +367,13 @@ impl Store for SqliteStore {
                         let uid: uuid::Uuid = row.try_get("uid").map_err(db_err)?;
                         let opted: bool = row.try_get("opted_out").map_err(db_err)?;
                         let cid: Option<uuid::Uuid> = row.try_get("cid").map_err(db_err)?;
+                        let seen: i64 = row.try_get("last_seen_at").map_err(db_err)?;
                         let user = EndUserId::from_uuid(uid);
                         let conv = match cid {
                             Some(c) => ConversationId::from_uuid(c),
                             None => insert_conversation(&mut tx, tenant, user, now).await?,
                         };
-                        (user, false, opted, conv)
+                        (user, false, opted, conv, Some(seen))
                     }
                     None => {
                         let user = EndUserId::new();
@@ -376,13 +390,13 @@ impl Store for SqliteStore {
                         .await
                         .map_err(db_err)?;
                         let conv = insert_conversation(&mut tx, tenant, user, now).await?;
-                        (user, true, false, conv)
+                        (user, true, false, conv, None)
                     }
                 }
             }
             Contact::Conversation(cid) => {
                 let row = sqlx::query(
-                    "SELECT u.id AS uid, u.opted_out FROM conversations c JOIN end_users u ON u.id = c.end_user_id WHERE c.tenant_id = ? AND c.id = ?",
+                    "SELECT u.id AS uid, u.opted_out, u.last_seen_at FROM conversations c JOIN end_users u ON u.id = c.end_user_id WHERE c.tenant_id = ? AND c.id = ?",
                 )
                 .bind(t)
                 .bind(cid.into_uuid())
@@ -392,7 +406,8 @@ impl Store for SqliteStore {
                 .ok_or(StoreError::NotFound)?;
                 let uid: uuid::Uuid = row.try_get("uid").map_err(db_err)?;
                 let opted: bool = row.try_get("opted_out").map_err(db_err)?;
-                (EndUserId::from_uuid(uid), false, opted, *cid)
+                let seen: i64 = row.try_get("last_seen_at").map_err(db_err)?;
+                (EndUserId::from_uuid(uid), false, opted, *cid, Some(seen))
             }
             Contact::Anonymous => {
                 let user = EndUserId::new();
@@ -407,18 +422,23 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db_err)?;
                 let conv = insert_conversation(&mut tx, tenant, user, now).await?;
-                (user, true, false, conv)
+                (user, true, false, conv, None)
             }
         };
 
+        // A known end user costs a read, not a write: last_seen_at is refreshed at most once
+        // an hour (as on PostgreSQL), and opted_out only when a keyword changes it.
         let opted_out = ConsentKeyword::apply(inbound.keyword, opted_out_before);
-        sqlx::query("UPDATE end_users SET last_seen_at = ?, opted_out = ? WHERE id = ?")
-            .bind(now)
-            .bind(opted_out)
-            .bind(end_user_id.into_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let stale = seen.is_some_and(|at| at < now.saturating_sub(3_600_000));
+        if opted_out != opted_out_before || stale {
+            sqlx::query("UPDATE end_users SET last_seen_at = ?, opted_out = ? WHERE id = ?")
+                .bind(now)
+                .bind(opted_out)
+                .bind(end_user_id.into_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
 
         let message_id = MessageId::new();
         sqlx::query(
@@ -511,7 +531,7 @@ impl Store for SqliteStore {
     async fn record_reply(&self, tenant: TenantId, reply: ReplyMessage) -> StoreResult<MessageId> {
         let now = now_ms();
         let t = tenant.into_uuid();
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         if let Some((job, lease)) = &reply.turn_job {
             let done = sqlx::query(
                 "DELETE FROM jobs WHERE id = ? AND status = 'running' AND locked_by = ? AND attempts = ?",

@@ -32,7 +32,7 @@ impl JobQueue for SqliteStore {
         let now = now_ms();
         let id = JobId::new();
         let run_at = job.run_at.map_or(now, jiff::Timestamp::as_millisecond);
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
         )
@@ -73,7 +73,7 @@ impl JobQueue for SqliteStore {
         lease: Duration,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let rows = sqlx::query(
             "UPDATE jobs SET status = 'running', locked_by = ?, locked_until = ?, attempts = attempts + 1, updated_at = ? \
              WHERE id IN (SELECT id FROM jobs WHERE (status = 'queued' AND run_at <= ?) OR (status = 'running' AND locked_until < ?) ORDER BY run_at, id LIMIT ?) \
