@@ -258,6 +258,8 @@ impl From<WireError> for LlmError {
     fn from(e: WireError) -> Self {
         if e.kind == "overloaded_error" {
             Self::Overloaded { retry_after: None }
+        } else if e.kind == "rate_limit_error" {
+            Self::RateLimited { retry_after: None }
         } else if e.message.is_empty() {
             Self::Stream(e.kind)
         } else {

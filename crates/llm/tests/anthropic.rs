@@ -608,6 +608,20 @@ async fn other_error_events_are_stream_errors() {
 }
 
 #[tokio::test]
+async fn a_rate_limit_error_event_is_rate_limited() {
+    let fake = Fake::start(vec![Reply::sse(&[
+        message_start(&json!({"input_tokens": 5})),
+        json!({"type": "error", "error": {"type": "rate_limit_error", "message": "Slow down"}}),
+    ])])
+    .await;
+    let events = stream_all(&fake.chat(), &ChatRequest::new(vec![Message::user("hi")])).await;
+    assert_eq!(
+        events,
+        vec![Err(LlmError::RateLimited { retry_after: None })]
+    );
+}
+
+#[tokio::test]
 async fn a_stream_cut_before_message_stop_is_an_error() {
     let fake = Fake::start(vec![Reply::sse(&[
         message_start(&json!({"input_tokens": 5})),
