@@ -42,6 +42,8 @@ pub struct TurnOutput {
     pub reply: Option<String>,
     /// Which engine or agent answered (for logs and metrics; no user data).
     pub answered_by: &'static str,
+    /// The tools that ran during the turn, in order (labels only, no arguments).
+    pub tools: Vec<&'static str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,7 @@ impl TurnEngine for KnowledgeResponder {
         Ok(TurnOutput {
             reply: Some(truncate_chars(&reply, MAX_REPLY_CHARS)),
             answered_by,
+            tools: Vec::new(),
         })
     }
 }
@@ -163,7 +166,8 @@ mod tests {
             out,
             TurnOutput {
                 reply: Some("Mon-Fri 9-17.".into()),
-                answered_by: "knowledge_base"
+                answered_by: "knowledge_base",
+                tools: Vec::new(),
             }
         );
         let out = engine.run(input("do you sell bicycles")).await.unwrap();
@@ -171,7 +175,8 @@ mod tests {
             out,
             TurnOutput {
                 reply: Some("We'll call you back.".into()),
-                answered_by: "fallback"
+                answered_by: "fallback",
+                tools: Vec::new(),
             }
         );
     }

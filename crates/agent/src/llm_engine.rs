@@ -153,7 +153,12 @@ impl LlmEngine {
         }
     }
 
-    async fn converse(&self, input: &TurnInput) -> Result<String, LlmError> {
+    /// The reply text (empty if the model gave none) and the tools that ran.
+    async fn converse(
+        &self,
+        input: &TurnInput,
+        tools: &mut Vec<&'static str>,
+    ) -> Result<String, LlmError> {
         let mut request = self.request(input);
         for round in 0..=self.config.max_tool_rounds {
             if round == self.config.max_tool_rounds {
@@ -178,6 +183,7 @@ impl LlmEngine {
             });
             let mut results = Vec::with_capacity(calls.len());
             for call in calls.iter().take(8) {
+                tools.push(tool_label(&call.name));
                 let (content, is_error) = self.call_tool(input, call).await;
                 results.push(Part::ToolResult {
                     call_id: call.id.clone(),
@@ -216,10 +222,12 @@ fn tool_label(name: &str) -> &'static str {
 #[async_trait]
 impl TurnEngine for LlmEngine {
     async fn run(&self, input: TurnInput) -> Result<TurnOutput, TurnError> {
-        match self.converse(&input).await {
+        let mut tools = Vec::new();
+        match self.converse(&input, &mut tools).await {
             Ok(reply) if !reply.is_empty() => Ok(TurnOutput {
                 reply: Some(truncate_chars(&reply, MAX_REPLY_CHARS)),
                 answered_by: "llm",
+                tools,
             }),
             Ok(_) => {
                 tracing::warn!("the model answered nothing; the offline engine answers");

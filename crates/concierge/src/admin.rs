@@ -75,7 +75,7 @@ fn tenant_json(t: &store::Tenant) -> serde_json::Value {
     })
 }
 
-fn parse_tenant(raw: &str) -> anyhow::Result<TenantId> {
+pub fn parse_tenant(raw: &str) -> anyhow::Result<TenantId> {
     raw.parse().map_err(|_| {
         anyhow::anyhow!("--tenant must be a tenant id (a UUID); see `concierge admin tenant list`")
     })

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use domain::PhoneNumber;
 
 use crate::config::{self, CliOverrides};
-use crate::{admin, app, doctor, simulate, telemetry};
+use crate::{admin, app, chat, doctor, simulate, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,6 +67,17 @@ pub enum Command {
     Admin {
         #[command(subcommand)]
         command: admin::AdminCommand,
+    },
+    /// Talk to a tenant's agents in the terminal, through the real turn path: each line you
+    /// type is an inbound message, recorded and answered like any other.
+    Chat {
+        /// The tenant's id (`concierge admin tenant list`).
+        #[arg(long)]
+        tenant: String,
+        /// Text as this phone number, to the tenant's first number (an SMS conversation,
+        /// remembered across sessions); without it, a new web-chat conversation.
+        #[arg(long = "as")]
+        as_phone: Option<PhoneNumber>,
     },
     /// Send a signed test webhook to a running server, as Twilio would.
     Simulate {
@@ -187,6 +198,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     sid,
                 },
         } => simulate::sms(&settings, &from, &to, &body, url, sid, json).await,
+        Command::Chat { tenant, as_phone } => chat::run(&settings, &tenant, as_phone, json).await,
         Command::Config { .. } => Ok(ExitCode::SUCCESS),
     }
 }

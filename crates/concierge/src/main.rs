@@ -16,6 +16,7 @@ macro_rules! out {
 
 mod admin;
 mod app;
+mod chat;
 mod cli;
 mod config;
 mod doctor;

@@ -486,3 +486,130 @@ fn postgres_web_chat_through_a_model() {
     check_model_conversation(&fake);
     rt.block_on(db.cleanup());
 }
+
+/// `concierge chat`: lines on stdin go through the real turn path; the model's tool call is
+/// shown; the conversation is stored and continues across lines.
+fn chat_command(dir: &Path, mut env: Vec<(&'static str, String)>) {
+    use std::io::Write as _;
+    use testkit::fake_llm::{FakeOpenAi, Reply};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(FakeOpenAi::start());
+    fake.push(Reply::ToolCalls(vec![(
+        "search_knowledge_base".into(),
+        r#"{"query":"parking"}"#.into(),
+    )]));
+    fake.push(Reply::Text("Park behind the restaurant, it's free.".into()));
+    fake.push(Reply::Text("You're welcome!".into()));
+    env.push(("CONCIERGE_LLM__PROVIDER", "openai_compatible".into()));
+    env.push(("CONCIERGE_LLM__MODEL", "fake-model".into()));
+    env.push(("CONCIERGE_LLM__BASE_URL", fake.base_url()));
+    assert!(concierge(dir, &env, &["migrate"]).status.success());
+    let tenant = json(&concierge(
+        dir,
+        &env,
+        &[
+            "admin",
+            "tenant",
+            "create",
+            "--name",
+            "Deli",
+            "--phone",
+            "+15550006666",
+            "--json",
+        ],
+    ));
+    let id = tenant["id"].as_str().unwrap().to_owned();
+    json(&concierge(
+        dir,
+        &env,
+        &[
+            "admin",
+            "kb",
+            "add",
+            "--tenant",
+            &id,
+            "--title",
+            "Parking",
+            "--body",
+            "Free parking behind the restaurant.",
+            "--json",
+        ],
+    ));
+    let mut child = command(dir, &env, &["chat", "--tenant", &id, "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"where do I park?\nthanks\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let turns: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(turns.len(), 2, "{turns:?}");
+    assert_eq!(turns[0]["reply"], "Park behind the restaurant, it's free.");
+    assert_eq!(turns[0]["answered_by"], "llm");
+    assert_eq!(
+        turns[0]["tools"],
+        serde_json::json!(["search_knowledge_base"])
+    );
+    assert_eq!(turns[1]["reply"], "You're welcome!");
+    assert_eq!(turns[0]["conversation_id"], turns[1]["conversation_id"]);
+    // The second turn saw the first one as history.
+    let last = fake.requests().pop().unwrap();
+    let history: Vec<&str> = last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert!(history.contains(&"where do I park?"), "{history:?}");
+    assert!(history.contains(&"Park behind the restaurant, it's free."));
+
+    // A tenant that does not exist: a clear error, exit 1.
+    let missing = concierge(
+        dir,
+        &env,
+        &["chat", "--tenant", "01a200c3-e943-747b-817e-6634329b539c"],
+    );
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no tenant"));
+}
+
+#[test]
+fn sqlite_chat_command() {
+    let dir = tempfile::tempdir().unwrap();
+    chat_command(dir.path(), Vec::new());
+}
+
+#[test]
+fn postgres_chat_command() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(testkit::TestDb::postgres());
+    let dir = tempfile::tempdir().unwrap();
+    let master = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode([5u8; 32])
+    };
+    chat_command(
+        dir.path(),
+        vec![
+            ("CONCIERGE_DATABASE_URL", db.url().to_owned()),
+            ("CONCIERGE_MASTER_KEY", master),
+        ],
+    );
+    rt.block_on(db.cleanup());
+}

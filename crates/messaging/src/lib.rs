@@ -50,6 +50,15 @@ pub struct SmsReply {
     /// The TwiML `<Message>` text; None for an empty `<Response/>`.
     pub text: Option<String>,
     pub outcome: InboundKind,
+    /// Who answered, when an agent turn answered inline.
+    pub turn: Option<TurnInfo>,
+}
+
+/// What an inline turn did, for operators (no user data).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnInfo {
+    pub answered_by: &'static str,
+    pub tools: Vec<&'static str>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +95,7 @@ pub struct ChatReply {
     pub message_id: MessageId,
     /// None when the turn did not finish inline; the reply will appear in the conversation.
     pub reply: Option<String>,
+    pub turn: Option<TurnInfo>,
 }
 
 /// The inbound side of the message path.
@@ -173,6 +183,7 @@ impl Messaging {
                 return Ok(SmsReply {
                     text,
                     outcome: InboundKind::Duplicate,
+                    turn: None,
                 });
             }
             InboundOutcome::Recorded(r) => r,
@@ -198,6 +209,7 @@ impl Messaging {
             return Ok(SmsReply {
                 text: Some(text),
                 outcome: InboundKind::Keyword,
+                turn: None,
             });
         }
         let Some(job) = recorded.turn_job else {
@@ -205,6 +217,7 @@ impl Messaging {
             return Ok(SmsReply {
                 text: None,
                 outcome: InboundKind::OptedOut,
+                turn: None,
             });
         };
         let history = load_history(
@@ -226,16 +239,21 @@ impl Messaging {
             history,
         };
         let lease = Lease { holder, attempt: 0 };
-        let text = self
-            .inline_turn(tenant.id, input, job, lease, Delivery::Inline)
+        let answer = self
+            .inline_turn(tenant.id, &key, input, job, lease, Delivery::Inline)
             .await?;
-        let outcome = if text.is_some() {
+        let outcome = if answer.is_some() {
             InboundKind::Answered
         } else {
             InboundKind::Deferred
         };
         count_inbound(Channel::Sms, outcome);
-        Ok(SmsReply { text, outcome })
+        let (text, turn) = answer.map_or((None, None), |(t, i)| (Some(t), Some(i)));
+        Ok(SmsReply {
+            text,
+            outcome,
+            turn,
+        })
     }
 
     /// Handles one web-chat message: a new conversation when `conversation` is None.
@@ -273,6 +291,7 @@ impl Messaging {
                 conversation_id: recorded.conversation_id,
                 message_id: recorded.message_id,
                 reply: None,
+                turn: None,
             });
         };
         let history = load_history(
@@ -293,9 +312,10 @@ impl Messaging {
             text: text.to_owned(),
             history,
         };
-        let reply = self
+        let answer = self
             .inline_turn(
                 tenant,
+                &key,
                 input,
                 job,
                 Lease { holder, attempt: 0 },
@@ -304,16 +324,18 @@ impl Messaging {
             .await?;
         count_inbound(
             Channel::WebChat,
-            if reply.is_some() {
+            if answer.is_some() {
                 InboundKind::Answered
             } else {
                 InboundKind::Deferred
             },
         );
+        let (reply, turn) = answer.map_or((None, None), |(t, i)| (Some(t), Some(i)));
         Ok(ChatReply {
             conversation_id: recorded.conversation_id,
             message_id: recorded.message_id,
             reply,
+            turn,
         })
     }
 
@@ -323,11 +345,12 @@ impl Messaging {
     async fn inline_turn(
         &self,
         tenant: TenantId,
+        key: &crypto::DataKey,
         input: TurnInput,
         job: domain::JobId,
         lease: Lease,
         delivery: Delivery,
-    ) -> Result<Option<String>, MessagingError> {
+    ) -> Result<Option<(String, TurnInfo)>, MessagingError> {
         let (conversation_id, in_reply_to, channel) =
             (input.conversation_id, input.message_id, input.channel);
         let started = Instant::now();
@@ -342,7 +365,10 @@ impl Messaging {
                     self.stores.queue.complete(job, &lease).await?;
                     return Ok(None);
                 };
-                let key = self.vault.data_key(tenant).await?;
+                let info = TurnInfo {
+                    answered_by: output.answered_by,
+                    tools: output.tools,
+                };
                 let reply = ReplyMessage {
                     conversation_id,
                     in_reply_to,
@@ -352,7 +378,7 @@ impl Messaging {
                     turn_job: Some((job, lease)),
                 };
                 match self.stores.data.record_reply(tenant, reply).await {
-                    Ok(_) => Ok(Some(text)),
+                    Ok(_) => Ok(Some((text, info))),
                     // The lease was lost: a worker owns the turn now and will answer.
                     Err(StoreError::Conflict(_)) => Ok(None),
                     Err(e) => Err(e.into()),

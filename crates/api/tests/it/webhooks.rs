@@ -433,6 +433,7 @@ impl TurnEngine for SlowEngine {
         Ok(TurnOutput {
             reply: Some("too late".into()),
             answered_by: "slow",
+            tools: Vec::new(),
         })
     }
 }

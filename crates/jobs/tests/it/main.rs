@@ -27,6 +27,7 @@ impl TurnEngine for Slow {
         Ok(TurnOutput {
             reply: Some(format!("you said: {}", input.text)),
             answered_by: "slow",
+            tools: Vec::new(),
         })
     }
 }
