@@ -670,9 +670,7 @@ impl Store for PgStore {
         conversation: ConversationId,
         page: Page,
     ) -> StoreResult<Vec<StoredMessage>> {
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM concierge_list_messages($1, $2, $3, $4)"
-        );
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM concierge_list_messages($1, $2, $3, $4)");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant.into_uuid())
             .bind(conversation.into_uuid())

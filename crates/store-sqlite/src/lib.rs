@@ -100,9 +100,7 @@ impl SqliteStore {
     /// so they never meet SQLite's busy handler (which sleeps in growing steps and makes
     /// latency jumpy under load); `BEGIN IMMEDIATE` still guards against other processes.
     /// Keep the returned guard alive until the transaction ends.
-    async fn write_tx(
-        &self,
-    ) -> StoreResult<(OwnedMutexGuard<()>, Transaction<'static, Sqlite>)> {
+    async fn write_tx(&self) -> StoreResult<(OwnedMutexGuard<()>, Transaction<'static, Sqlite>)> {
         let guard = self.writer.clone().lock_owned().await;
         let tx = self
             .pool
