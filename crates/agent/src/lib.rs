@@ -1,10 +1,11 @@
 //! The turn interface every channel goes through, and the engines behind it: the
-//! knowledge-base responder (full-text search of the tenant's entries with a fallback
-//! message), which is also the offline engine, and [`LlmEngine`], which reasons with a
+//! knowledge-base responder (small talk in English and French, else full-text search of the
+//! tenant's entries with a fallback message), which is also the offline engine, and [`LlmEngine`], which reasons with a
 //! model from the `llm` crate, calls tools, and falls back to the offline engine when every
 //! provider fails.
 
 mod llm_engine;
+pub mod offline;
 
 use std::sync::Arc;
 
@@ -86,9 +87,33 @@ impl KnowledgeResponder {
     }
 }
 
+/// What the offline engine says to small talk, in the customer's language; None for
+/// everything else, which goes to the knowledge base.
+fn small_talk(text: &str) -> Option<&'static str> {
+    use offline::{Intent, Language};
+    let understood = offline::understand(text, jiff::Zoned::now());
+    let french = understood.language == Language::Fr;
+    match (understood.intent, french) {
+        (Intent::Greeting, false) => Some("Hello! How can I help you today?"),
+        (Intent::Greeting, true) => Some("Bonjour ! Comment puis-je vous aider ?"),
+        (Intent::Thanks, false) => Some("You're welcome!"),
+        (Intent::Thanks, true) => Some("Avec plaisir !"),
+        (Intent::Goodbye, false) => Some("Goodbye, and have a nice day!"),
+        (Intent::Goodbye, true) => Some("Au revoir, et bonne journée !"),
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl TurnEngine for KnowledgeResponder {
     async fn run(&self, input: TurnInput) -> Result<TurnOutput, TurnError> {
+        if let Some(reply) = small_talk(&input.text) {
+            return Ok(TurnOutput {
+                reply: Some(reply.to_owned()),
+                answered_by: "small_talk",
+                tools: Vec::new(),
+            });
+        }
         let hits = self
             .store
             .search_kb(input.tenant_id, &input.text, 1)
@@ -170,6 +195,19 @@ mod tests {
                 tools: Vec::new(),
             }
         );
+        let out = engine.run(input("Bonjour !")).await.unwrap();
+        assert_eq!(
+            (out.reply.as_deref(), out.answered_by),
+            (Some("Bonjour ! Comment puis-je vous aider ?"), "small_talk")
+        );
+        let out = engine.run(input("thanks a lot")).await.unwrap();
+        assert_eq!(out.reply.as_deref(), Some("You're welcome!"));
+        // A greeting with a question in it is a question.
+        let out = engine
+            .run(input("hi, what are your opening hours?"))
+            .await
+            .unwrap();
+        assert_eq!(out.answered_by, "knowledge_base");
         let out = engine.run(input("do you sell bicycles")).await.unwrap();
         assert_eq!(
             out,

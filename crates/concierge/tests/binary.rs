@@ -106,6 +106,68 @@ fn request(url: &str) -> reqwest::RequestBuilder {
         .get(url)
 }
 
+/// A tenant with one knowledge-base entry, made with the admin commands; returns its id.
+fn tenant_with_entry(
+    dir: &Path,
+    env: &[(&str, String)],
+    (name, phone): (&str, &str),
+    (title, body): (&str, &str),
+) -> String {
+    let tenant = json(&concierge(
+        dir,
+        env,
+        &[
+            "admin", "tenant", "create", "--name", name, "--phone", phone, "--json",
+        ],
+    ));
+    let id = tenant["id"].as_str().expect("tenant id").to_owned();
+    let entry = [
+        "admin", "kb", "add", "--tenant", &id, "--title", title, "--body", body, "--json",
+    ];
+    json(&concierge(dir, env, &entry));
+    id
+}
+
+/// A new API key for the tenant (printed once, as `key`).
+fn api_key(dir: &Path, env: &[(&str, String)], tenant: &str) -> String {
+    let out = concierge(
+        dir,
+        env,
+        &["admin", "api-key", "create", "--tenant", tenant, "--json"],
+    );
+    json(&out)["key"].as_str().expect("key").to_owned()
+}
+
+/// Settings for a PostgreSQL test database, with a master key from `seed`.
+fn postgres_env(db: &testkit::TestDb, seed: u8) -> Vec<(&'static str, String)> {
+    use base64::Engine as _;
+    let master = base64::engine::general_purpose::STANDARD.encode([seed; 32]);
+    vec![
+        ("CONCIERGE_DATABASE_URL", db.url().to_owned()),
+        ("CONCIERGE_MASTER_KEY", master),
+    ]
+}
+
+/// Starts `serve` and waits until `/ready` answers 200.
+fn serve(dir: &Path, env: &[(&str, String)], base: &str) -> Server {
+    let server = Server(
+        command(dir, env, &["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start serve"),
+    );
+    let started = Instant::now();
+    while get(&format!("{base}/ready"), None).0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serve never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
 fn drive(dir: &Path, mut env: Vec<(&'static str, String)>) {
     let (http, admin) = (free_port(), free_port());
     env.push(("CONCIERGE_HTTP__LISTEN", format!("127.0.0.1:{http}")));
@@ -203,25 +265,8 @@ fn drive(dir: &Path, mut env: Vec<(&'static str, String)>) {
     );
 
     // Serve, and wait for readiness.
-    let started = Instant::now();
-    let server = Server(
-        command(dir, &env, &["serve"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start serve"),
-    );
     let base = format!("http://127.0.0.1:{http}");
-    loop {
-        if get(&format!("{base}/ready"), None).0 == 200 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "serve never became ready"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let server = serve(dir, &env, &base);
 
     // A signed SMS, answered from the knowledge base inline (TwiML).
     let sms = concierge(
@@ -320,21 +365,12 @@ fn postgres_operator_tour() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(testkit::TestDb::postgres());
     let dir = tempfile::tempdir().unwrap();
-    let master = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
-    };
-    drive(
-        dir.path(),
-        vec![
-            ("CONCIERGE_DATABASE_URL", db.url().to_owned()),
-            ("CONCIERGE_MASTER_KEY", master),
-            (
-                "CONCIERGE_TWILIO__AUTH_TOKEN",
-                "0123456789abcdef".to_owned(),
-            ),
-        ],
-    );
+    let mut env = postgres_env(&db, 7);
+    env.push((
+        "CONCIERGE_TWILIO__AUTH_TOKEN",
+        "0123456789abcdef".to_owned(),
+    ));
+    drive(dir.path(), env);
     assert!(
         !dir.path().join("data/master.key").exists(),
         "with PostgreSQL the master key comes from configuration only"
@@ -356,60 +392,15 @@ fn chat_through_a_model(dir: &Path, mut env: Vec<(&'static str, String)>, fake_u
     env.push(("CONCIERGE_LLM__MODEL", "fake-model".into()));
     env.push(("CONCIERGE_LLM__BASE_URL", fake_url));
     env.push(("CONCIERGE_LLM__MAX_ATTEMPTS", "1".into()));
-    let tenant = json(&concierge(
+    let tenant = tenant_with_entry(
         dir,
         &env,
-        &[
-            "admin",
-            "tenant",
-            "create",
-            "--name",
-            "Cafe",
-            "--phone",
-            "+15550003333",
-            "--json",
-        ],
-    ));
-    let tenant_id = tenant["id"].as_str().unwrap().to_owned();
-    json(&concierge(
-        dir,
-        &env,
-        &[
-            "admin",
-            "kb",
-            "add",
-            "--tenant",
-            &tenant_id,
-            "--title",
-            "Wifi",
-            "--body",
-            "The wifi password is on the menu.",
-            "--json",
-        ],
-    ));
-    let key = json(&concierge(
-        dir,
-        &env,
-        &[
-            "admin", "api-key", "create", "--tenant", &tenant_id, "--json",
-        ],
-    ))["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let _server = Server(
-        command(dir, &env, &["serve"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        ("Cafe", "+15550003333"),
+        ("Wifi", "The wifi password is on the menu."),
     );
+    let key = api_key(dir, &env, &tenant);
     let base = format!("http://127.0.0.1:{http}");
-    let started = Instant::now();
-    while get(&format!("{base}/ready"), None).0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(20), "never ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _server = serve(dir, &env, &base);
     let url = format!("{base}/api/v1/chat/messages");
     let (status, first) = post_json(&url, &key, &serde_json::json!({"message": "hi there"}));
     assert_eq!(status, 200, "{first}");
@@ -471,18 +462,7 @@ fn postgres_web_chat_through_a_model() {
     fake_model_answers(&fake);
     let db = rt.block_on(testkit::TestDb::postgres());
     let dir = tempfile::tempdir().unwrap();
-    let master = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode([9u8; 32])
-    };
-    chat_through_a_model(
-        dir.path(),
-        vec![
-            ("CONCIERGE_DATABASE_URL", db.url().to_owned()),
-            ("CONCIERGE_MASTER_KEY", master),
-        ],
-        fake.base_url(),
-    );
+    chat_through_a_model(dir.path(), postgres_env(&db, 9), fake.base_url());
     check_model_conversation(&fake);
     rt.block_on(db.cleanup());
 }
@@ -505,37 +485,12 @@ fn chat_command(dir: &Path, mut env: Vec<(&'static str, String)>) {
     env.push(("CONCIERGE_LLM__MODEL", "fake-model".into()));
     env.push(("CONCIERGE_LLM__BASE_URL", fake.base_url()));
     assert!(concierge(dir, &env, &["migrate"]).status.success());
-    let tenant = json(&concierge(
+    let id = tenant_with_entry(
         dir,
         &env,
-        &[
-            "admin",
-            "tenant",
-            "create",
-            "--name",
-            "Deli",
-            "--phone",
-            "+15550006666",
-            "--json",
-        ],
-    ));
-    let id = tenant["id"].as_str().unwrap().to_owned();
-    json(&concierge(
-        dir,
-        &env,
-        &[
-            "admin",
-            "kb",
-            "add",
-            "--tenant",
-            &id,
-            "--title",
-            "Parking",
-            "--body",
-            "Free parking behind the restaurant.",
-            "--json",
-        ],
-    ));
+        ("Deli", "+15550006666"),
+        ("Parking", "Free parking behind the restaurant."),
+    );
     let mut child = command(dir, &env, &["chat", "--tenant", &id, "--json"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -600,16 +555,6 @@ fn postgres_chat_command() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(testkit::TestDb::postgres());
     let dir = tempfile::tempdir().unwrap();
-    let master = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode([5u8; 32])
-    };
-    chat_command(
-        dir.path(),
-        vec![
-            ("CONCIERGE_DATABASE_URL", db.url().to_owned()),
-            ("CONCIERGE_MASTER_KEY", master),
-        ],
-    );
+    chat_command(dir.path(), postgres_env(&db, 5));
     rt.block_on(db.cleanup());
 }

@@ -165,19 +165,7 @@ impl JobQueue for PgStore {
     }
 
     async fn postpone(&self, job: JobId, lease: &Lease, delay: Duration) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'queued', run_at = concierge_now_ms() + $1, attempts = attempts - 1, \
-                 locked_by = NULL, locked_until = NULL, updated_at = concierge_now_ms() \
-             WHERE id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4",
-        )
-        .bind(millis(delay))
-        .bind(job.into_uuid())
-        .bind(&lease.holder)
-        .bind(attempt(lease))
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        self.give_back(job, lease, delay).await
     }
 
     async fn dead_letter(&self, job: JobId, lease: &Lease, error: &str) -> StoreResult<bool> {
@@ -196,18 +184,7 @@ impl JobQueue for PgStore {
     }
 
     async fn release(&self, job: JobId, lease: &Lease) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'queued', run_at = concierge_now_ms(), locked_by = NULL, locked_until = NULL, \
-                 attempts = GREATEST(attempts - 1, 0), updated_at = concierge_now_ms() \
-             WHERE id = $1 AND status = 'running' AND locked_by = $2 AND attempts = $3",
-        )
-        .bind(job.into_uuid())
-        .bind(&lease.holder)
-        .bind(attempt(lease))
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        self.give_back(job, lease, Duration::ZERO).await
     }
 
     async fn extend_lease(&self, job: JobId, lease: &Lease, by: Duration) -> StoreResult<bool> {
@@ -281,5 +258,25 @@ fn truncate(error: &str) -> &str {
     match error.char_indices().nth(2000) {
         Some((i, _)) => &error[..i],
         None => error,
+    }
+}
+
+impl PgStore {
+    /// Queues a held job again after `delay` without spending the attempt its claim counted
+    /// (`release` and `postpone`).
+    async fn give_back(&self, job: JobId, lease: &Lease, delay: Duration) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', run_at = concierge_now_ms() + $1, locked_by = NULL, locked_until = NULL, \
+                 attempts = GREATEST(attempts - 1, 0), updated_at = concierge_now_ms() \
+             WHERE id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4",
+        )
+        .bind(millis(delay))
+        .bind(job.into_uuid())
+        .bind(&lease.holder)
+        .bind(attempt(lease))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
     }
 }

@@ -147,19 +147,7 @@ impl JobQueue for SqliteStore {
     }
 
     async fn postpone(&self, job: JobId, lease: &Lease, delay: Duration) -> StoreResult<bool> {
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'queued', run_at = ?, attempts = attempts - 1, locked_by = NULL, locked_until = NULL, updated_at = ? WHERE id = ? AND status = 'running' AND locked_by = ? AND attempts = ?",
-        )
-        .bind(now.saturating_add(millis(delay)))
-        .bind(now)
-        .bind(job.into_uuid())
-        .bind(&lease.holder)
-        .bind(attempts_i64(lease))
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        self.give_back(job, lease, delay).await
     }
 
     async fn dead_letter(&self, job: JobId, lease: &Lease, error: &str) -> StoreResult<bool> {
@@ -178,23 +166,7 @@ impl JobQueue for SqliteStore {
     }
 
     async fn release(&self, job: JobId, lease: &Lease) -> StoreResult<bool> {
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'queued', run_at = ?, locked_by = NULL, locked_until = NULL, attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ? AND status = 'running' AND locked_by = ? AND attempts = ?",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(job.into_uuid())
-        .bind(&lease.holder)
-        .bind(attempts_i64(lease))
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        let released = done.rows_affected() == 1;
-        if released {
-            self.wake.notify_waiters();
-        }
-        Ok(released)
+        self.give_back(job, lease, Duration::ZERO).await
     }
 
     async fn extend_lease(&self, job: JobId, lease: &Lease, by: Duration) -> StoreResult<bool> {
@@ -271,5 +243,29 @@ pub(crate) fn truncate(error: &str) -> &str {
     match error.char_indices().nth(2000) {
         Some((i, _)) => &error[..i],
         None => error,
+    }
+}
+
+impl SqliteStore {
+    /// Queues a held job again after `delay` without spending the attempt its claim counted
+    /// (`release` and `postpone`); wakes local workers when it is due at once.
+    async fn give_back(&self, job: JobId, lease: &Lease, delay: Duration) -> StoreResult<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', run_at = ?, locked_by = NULL, locked_until = NULL, attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ? AND status = 'running' AND locked_by = ? AND attempts = ?",
+        )
+        .bind(now.saturating_add(millis(delay)))
+        .bind(now)
+        .bind(job.into_uuid())
+        .bind(&lease.holder)
+        .bind(attempts_i64(lease))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let given = done.rows_affected() == 1;
+        if given && delay.is_zero() {
+            self.wake.notify_waiters();
+        }
+        Ok(given)
     }
 }
