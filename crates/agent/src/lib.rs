@@ -15,6 +15,9 @@ use store::Store;
 
 pub use llm_engine::{LlmEngine, LlmEngineConfig};
 
+/// The tool (and turn label) that hands a conversation to a member of staff.
+pub const HANDOFF_TOOL: &str = "hand_off_to_human";
+
 /// An earlier message of the conversation, decrypted. Never logged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PastMessage {
@@ -87,32 +90,63 @@ impl KnowledgeResponder {
     }
 }
 
-/// What the offline engine says to small talk, in the customer's language; None for
-/// everything else, which goes to the knowledge base.
-fn small_talk(text: &str) -> Option<&'static str> {
+/// What the offline engine answers without the knowledge base, in the customer's language.
+enum Canned {
+    SmallTalk(&'static str),
+    /// The customer asked for a person: the conversation is handed off.
+    Handoff(&'static str),
+}
+
+fn canned(text: &str) -> Option<Canned> {
     use offline::{Intent, Language};
     let understood = offline::understand(text, jiff::Zoned::now());
     let french = understood.language == Language::Fr;
-    match (understood.intent, french) {
-        (Intent::Greeting, false) => Some("Hello! How can I help you today?"),
-        (Intent::Greeting, true) => Some("Bonjour ! Comment puis-je vous aider ?"),
-        (Intent::Thanks, false) => Some("You're welcome!"),
-        (Intent::Thanks, true) => Some("Avec plaisir !"),
-        (Intent::Goodbye, false) => Some("Goodbye, and have a nice day!"),
-        (Intent::Goodbye, true) => Some("Au revoir, et bonne journée !"),
-        _ => None,
-    }
+    let reply = match (understood.intent, french) {
+        (Intent::Greeting, false) => Canned::SmallTalk("Hello! How can I help you today?"),
+        (Intent::Greeting, true) => Canned::SmallTalk("Bonjour ! Comment puis-je vous aider ?"),
+        (Intent::Thanks, false) => Canned::SmallTalk("You're welcome!"),
+        (Intent::Thanks, true) => Canned::SmallTalk("Avec plaisir !"),
+        (Intent::Goodbye, false) => Canned::SmallTalk("Goodbye, and have a nice day!"),
+        (Intent::Goodbye, true) => Canned::SmallTalk("Au revoir, et bonne journée !"),
+        (Intent::Handoff, false) => Canned::Handoff(
+            "I've asked a member of our team to get back to you here as soon as possible.",
+        ),
+        (Intent::Handoff, true) => Canned::Handoff(
+            "J'ai demandé à un membre de notre équipe de vous répondre ici dès que possible.",
+        ),
+        _ => return None,
+    };
+    Some(reply)
 }
 
 #[async_trait]
 impl TurnEngine for KnowledgeResponder {
     async fn run(&self, input: TurnInput) -> Result<TurnOutput, TurnError> {
-        if let Some(reply) = small_talk(&input.text) {
-            return Ok(TurnOutput {
-                reply: Some(reply.to_owned()),
-                answered_by: "small_talk",
-                tools: Vec::new(),
-            });
+        match canned(&input.text) {
+            Some(Canned::SmallTalk(reply)) => {
+                return Ok(TurnOutput {
+                    reply: Some(reply.to_owned()),
+                    answered_by: "small_talk",
+                    tools: Vec::new(),
+                });
+            }
+            // Only promise a person once the conversation is really marked for one.
+            Some(Canned::Handoff(reply))
+                if self
+                    .store
+                    .set_handoff(input.tenant_id, input.conversation_id, true)
+                    .await?
+                    .is_some() =>
+            {
+                metrics::counter!("concierge_handoffs_total", "event" => "requested_by_customer")
+                    .increment(1);
+                return Ok(TurnOutput {
+                    reply: Some(reply.to_owned()),
+                    answered_by: "handoff",
+                    tools: vec![HANDOFF_TOOL],
+                });
+            }
+            Some(Canned::Handoff(_)) | None => {}
         }
         let hits = self
             .store
@@ -209,6 +243,27 @@ mod tests {
             .unwrap();
         assert_eq!(out.answered_by, "knowledge_base");
         let out = engine.run(input("do you sell bicycles")).await.unwrap();
+        assert_eq!(out.answered_by, "fallback");
+
+        // Asking for a person marks the conversation for staff, in the customer's language.
+        let conversation = web_chat_conversation(&stores, t).await;
+        let mut ask = input("Je voudrais parler à un conseiller s'il vous plaît");
+        ask.conversation_id = conversation;
+        let out = engine.run(ask).await.unwrap();
+        assert_eq!(out.answered_by, "handoff");
+        assert!(out.reply.unwrap().starts_with("J'ai demandé"));
+        let flagged = stores
+            .data
+            .get_conversation(t, conversation)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(flagged.handoff_at.is_some());
+        // Without a real conversation there is nobody to hand to: no promise is made.
+        let out = engine
+            .run(input("can I talk to a human please"))
+            .await
+            .unwrap();
         assert_eq!(
             out,
             TurnOutput {
@@ -217,6 +272,37 @@ mod tests {
                 tools: Vec::new(),
             }
         );
+    }
+
+    /// A web-chat conversation of the tenant, as the message path records one.
+    pub(crate) async fn web_chat_conversation(
+        stores: &store::Stores,
+        t: TenantId,
+    ) -> ConversationId {
+        let recorded = stores
+            .data
+            .record_inbound(
+                t,
+                store::InboundMessage {
+                    channel: Channel::WebChat,
+                    contact: store::Contact::Anonymous,
+                    provider_sid: None,
+                    tenant_number: None,
+                    body: b"ciphertext".to_vec(),
+                    keyword: None,
+                    turn: store::TurnPlan {
+                        inline_holder: None,
+                        lease: std::time::Duration::from_secs(30),
+                        max_attempts: 3,
+                    },
+                },
+            )
+            .await
+            .unwrap();
+        match recorded {
+            store::InboundOutcome::Recorded(r) => r.conversation_id,
+            store::InboundOutcome::Duplicate(_) => panic!("no provider id, no duplicate"),
+        }
     }
 
     #[tokio::test]

@@ -12,7 +12,9 @@ use llm::{ChatModel, ChatRequest, LlmError, Message, Part, Role, ToolCall, ToolC
 use serde_json::json;
 use store::Store;
 
-use crate::{MAX_REPLY_CHARS, TurnEngine, TurnError, TurnInput, TurnOutput, truncate_chars};
+use crate::{
+    HANDOFF_TOOL, MAX_REPLY_CHARS, TurnEngine, TurnError, TurnInput, TurnOutput, truncate_chars,
+};
 
 const SEARCH_TOOL: &str = "search_knowledge_base";
 /// A query the model sends to the search tool is cut to this length.
@@ -115,6 +117,32 @@ impl LlmEngine {
     async fn call_tool(&self, input: &TurnInput, call: &ToolCall) -> (String, bool) {
         metrics::counter!("concierge_tool_calls_total", "tool" => tool_label(&call.name))
             .increment(1);
+        if call.name == HANDOFF_TOOL {
+            let handoff = self
+                .store
+                .set_handoff(input.tenant_id, input.conversation_id, true);
+            return match tokio::time::timeout(self.config.tool_timeout, handoff).await {
+                Ok(Ok(Some(_))) => {
+                    metrics::counter!("concierge_handoffs_total", "event" => "requested_by_agent")
+                        .increment(1);
+                    (
+                        "Done: a member of staff will reply in this conversation.".into(),
+                        false,
+                    )
+                }
+                Ok(Ok(None)) => ("This conversation cannot be handed off.".into(), true),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "hand-off failed");
+                    metrics::counter!("concierge_tool_errors_total", "tool" => HANDOFF_TOOL)
+                        .increment(1);
+                    (
+                        "The hand-off failed; apologise and ask the customer to call.".into(),
+                        true,
+                    )
+                }
+                Err(_) => ("The hand-off did not finish in time.".into(), true),
+            };
+        }
         if call.name != SEARCH_TOOL {
             // Unknown or not allowed for this agent: refused, recorded, answered sensibly.
             tracing::warn!(tool = %tool_label(&call.name), "model called a tool it does not have");
@@ -212,10 +240,10 @@ impl LlmEngine {
 /// Metric label for a tool name the model chose: only known names, so a model cannot
 /// create unbounded label values.
 fn tool_label(name: &str) -> &'static str {
-    if name == SEARCH_TOOL {
-        SEARCH_TOOL
-    } else {
-        "unknown"
+    match name {
+        SEARCH_TOOL => SEARCH_TOOL,
+        HANDOFF_TOOL => HANDOFF_TOOL,
+        _ => "unknown",
     }
 }
 

@@ -213,6 +213,62 @@ async fn refuses_unknown_tools_and_bounds_loops(stores: &Stores) {
     );
 }
 
+async fn hands_off_with_the_tool(stores: &Stores) {
+    let t = tenant_with_kb(stores, "+15550002224").await;
+    let recorded = stores
+        .data
+        .record_inbound(
+            t,
+            store::InboundMessage {
+                channel: Channel::WebChat,
+                contact: store::Contact::Anonymous,
+                provider_sid: None,
+                tenant_number: None,
+                body: b"ciphertext".to_vec(),
+                keyword: None,
+                turn: store::TurnPlan {
+                    inline_holder: None,
+                    lease: Duration::from_secs(30),
+                    max_attempts: 3,
+                },
+            },
+        )
+        .await
+        .unwrap();
+    let store::InboundOutcome::Recorded(recorded) = recorded else {
+        panic!("recorded");
+    };
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::ToolCalls(vec![(
+        "hand_off_to_human".into(),
+        "{}".into(),
+    )]));
+    fake.push(Reply::Text("A colleague will reply here shortly.".into()));
+    let mut turn = input(t, "this is unacceptable, I want a manager", Vec::new());
+    turn.conversation_id = recorded.conversation_id;
+    let out = engine(stores, &fake, 3).run(turn).await.unwrap();
+    assert_eq!(
+        out.reply.as_deref(),
+        Some("A colleague will reply here shortly.")
+    );
+    assert_eq!(out.tools, vec!["hand_off_to_human"]);
+    let conversation = stores
+        .data
+        .get_conversation(t, recorded.conversation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(conversation.handoff_at.is_some(), "marked for staff");
+    let tool = fake.requests()[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .unwrap()
+        .clone();
+    assert!(tool["content"].as_str().unwrap().starts_with("Done"));
+}
+
 async fn falls_back_to_the_offline_engine(stores: &Stores) {
     let t = tenant_with_kb(stores, "+15550002223").await;
     let fake = FakeOpenAi::start().await;
@@ -246,6 +302,7 @@ async fn sqlite_llm_engine() {
     let stores = db.stores();
     answers_with_the_knowledge_tool(&stores).await;
     refuses_unknown_tools_and_bounds_loops(&stores).await;
+    hands_off_with_the_tool(&stores).await;
     falls_back_to_the_offline_engine(&stores).await;
 }
 
@@ -255,6 +312,7 @@ async fn postgres_llm_engine() {
     let stores = db.stores();
     answers_with_the_knowledge_tool(&stores).await;
     refuses_unknown_tools_and_bounds_loops(&stores).await;
+    hands_off_with_the_tool(&stores).await;
     falls_back_to_the_offline_engine(&stores).await;
     db.cleanup().await;
 }

@@ -1,7 +1,8 @@
-//! Conversations and their messages, read-only, scoped to the caller's tenant.
+//! Conversations and their messages, scoped to the caller's tenant; staff take over a
+//! conversation by resolving its hand-off.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use domain::ConversationId;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/conversations", get(list))
         .route("/conversations/{id}/messages", get(messages))
+        .route(
+            "/conversations/{id}/handoff",
+            post(request_handoff).delete(resolve_handoff),
+        )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -41,6 +46,22 @@ pub struct ConversationView {
     /// RFC 3339.
     pub created_at: String,
     pub last_message_at: String,
+    /// Since when the conversation waits for a member of staff (RFC 3339); absent when it
+    /// does not. Set when the customer asks for a person or an agent hands off.
+    pub handoff_at: Option<String>,
+}
+
+impl From<store::Conversation> for ConversationView {
+    fn from(c: store::Conversation) -> Self {
+        Self {
+            id: c.id.into_uuid(),
+            end_user_id: c.end_user_id.into_uuid(),
+            message_count: c.message_count,
+            created_at: c.created_at.to_string(),
+            last_message_at: c.last_message_at.to_string(),
+            handoff_at: c.handoff_at.map(|t| t.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -95,16 +116,7 @@ pub async fn list(
         .await?;
     let next = next_before(&rows, page.limit, |c| c.id.into_uuid());
     Ok(Json(ConversationList {
-        items: rows
-            .into_iter()
-            .map(|c| ConversationView {
-                id: c.id.into_uuid(),
-                end_user_id: c.end_user_id.into_uuid(),
-                message_count: c.message_count,
-                created_at: c.created_at.to_string(),
-                last_message_at: c.last_message_at.to_string(),
-            })
-            .collect(),
+        items: rows.into_iter().map(ConversationView::from).collect(),
         next_before: next,
     }))
 }
@@ -154,4 +166,51 @@ pub async fn messages(
         items,
         next_before: next,
     }))
+}
+
+async fn set_handoff(
+    state: &State<AppState>,
+    tenant: domain::TenantId,
+    id: &str,
+    requested: bool,
+) -> Result<Json<ConversationView>, ApiError> {
+    let id: ConversationId = parse_id(id)?;
+    let conversation = inner(state)
+        .stores
+        .data
+        .set_handoff(tenant, id, requested)
+        .await?
+        .ok_or(ApiError::NotFound {
+            what: "conversation",
+        })?;
+    metrics::counter!("concierge_handoffs_total", "event" => if requested { "requested_by_staff" } else { "resolved" })
+        .increment(1);
+    Ok(Json(conversation.into()))
+}
+
+/// Marks the conversation as waiting for a member of staff (idempotent: the first
+/// request's time is kept).
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/handoff", params(("id" = uuid::Uuid, Path)),
+    tag = "conversations", security(("api_key" = [])),
+    responses((status = 200, body = ConversationView), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn request_handoff(
+    state: State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+) -> Result<Json<ConversationView>, ApiError> {
+    set_handoff(&state, tenant, &id, true).await
+}
+
+/// Resolves the hand-off: a member of staff has taken the conversation over.
+#[utoipa::path(delete, path = "/api/v1/conversations/{id}/handoff", params(("id" = uuid::Uuid, Path)),
+    tag = "conversations", security(("api_key" = [])),
+    responses((status = 200, body = ConversationView), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn resolve_handoff(
+    state: State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+) -> Result<Json<ConversationView>, ApiError> {
+    set_handoff(&state, tenant, &id, false).await
 }

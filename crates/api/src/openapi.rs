@@ -10,6 +10,8 @@ use utoipa::{Modify, OpenApi};
     paths(
         crate::conversations::list,
         crate::conversations::messages,
+        crate::conversations::request_handoff,
+        crate::conversations::resolve_handoff,
         crate::kb::list,
         crate::kb::create,
         crate::kb::read,

@@ -78,7 +78,9 @@ CREATE TABLE conversations (
     tenant_number   TEXT,
     message_count   BIGINT NOT NULL DEFAULT 0,
     created_at      BIGINT NOT NULL,
-    last_message_at BIGINT NOT NULL
+    last_message_at BIGINT NOT NULL,
+    -- Set while the conversation waits for a member of staff (a hand-off); NULL otherwise.
+    handoff_at      BIGINT
 );
 -- Unique so messages can reference (tenant_id, id): one foreign key that checks both the
 -- conversation and that it belongs to the message's tenant.

@@ -633,7 +633,7 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<Conversation>> {
         let mut tx = self.tenant_tx(tenant).await?;
         let rows = sqlx::query(
-            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at FROM conversations WHERE tenant_id = $1 AND ($2 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at FROM conversations WHERE tenant_id = $1 AND ($2 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
         )
         .bind(tenant.into_uuid())
         .bind(page.before)
@@ -653,8 +653,31 @@ impl Store for PgStore {
     ) -> StoreResult<Option<Conversation>> {
         let mut tx = self.tenant_tx(tenant).await?;
         let row = sqlx::query(
-            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at FROM conversations WHERE tenant_id = $1 AND id = $2",
+            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at FROM conversations WHERE tenant_id = $1 AND id = $2",
         )
+        .bind(tenant.into_uuid())
+        .bind(id.into_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        row.as_ref().map(rows::read_conversation).transpose()
+    }
+
+    async fn set_handoff(
+        &self,
+        tenant: TenantId,
+        id: ConversationId,
+        requested: bool,
+    ) -> StoreResult<Option<Conversation>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let row = sqlx::query(
+            "UPDATE conversations SET handoff_at = CASE WHEN $1 THEN COALESCE(handoff_at, $2) END \
+             WHERE tenant_id = $3 AND id = $4 \
+             RETURNING id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at",
+        )
+        .bind(requested)
+        .bind(now_ms())
         .bind(tenant.into_uuid())
         .bind(id.into_uuid())
         .fetch_optional(&mut *tx)

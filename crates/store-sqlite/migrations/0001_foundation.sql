@@ -63,7 +63,9 @@ CREATE TABLE conversations (
     tenant_number   TEXT,
     message_count   INTEGER NOT NULL DEFAULT 0,
     created_at      INTEGER NOT NULL,
-    last_message_at INTEGER NOT NULL
+    last_message_at INTEGER NOT NULL,
+    -- Set while the conversation waits for a member of staff (a hand-off); NULL otherwise.
+    handoff_at      INTEGER
 ) STRICT;
 CREATE INDEX conversations_tenant ON conversations(tenant_id, id);
 

@@ -732,7 +732,7 @@ impl Store for SqliteStore {
         page: Page,
     ) -> StoreResult<Vec<Conversation>> {
         let rows = sqlx::query(
-            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at FROM conversations WHERE tenant_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at FROM conversations WHERE tenant_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
         )
         .bind(tenant.into_uuid())
         .bind(page.before)
@@ -750,13 +750,36 @@ impl Store for SqliteStore {
         id: ConversationId,
     ) -> StoreResult<Option<Conversation>> {
         let row = sqlx::query(
-            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at FROM conversations WHERE tenant_id = ? AND id = ?",
+            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at FROM conversations WHERE tenant_id = ? AND id = ?",
         )
         .bind(tenant.into_uuid())
         .bind(id.into_uuid())
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
+        row.as_ref().map(rows::read_conversation).transpose()
+    }
+
+    async fn set_handoff(
+        &self,
+        tenant: TenantId,
+        id: ConversationId,
+        requested: bool,
+    ) -> StoreResult<Option<Conversation>> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        let row = sqlx::query(
+            "UPDATE conversations SET handoff_at = CASE WHEN ? THEN COALESCE(handoff_at, ?) END \
+             WHERE tenant_id = ? AND id = ? \
+             RETURNING id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at",
+        )
+        .bind(requested)
+        .bind(now_ms())
+        .bind(tenant.into_uuid())
+        .bind(id.into_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
         row.as_ref().map(rows::read_conversation).transpose()
     }
 

@@ -121,6 +121,7 @@ pub(crate) fn read_conversation(row: &SqliteRow) -> StoreResult<Conversation> {
         message_count: u64::try_from(count).unwrap_or(0),
         created_at: timestamp_from_ms(get(row, "created_at")?),
         last_message_at: timestamp_from_ms(get(row, "last_message_at")?),
+        handoff_at: get::<Option<i64>>(row, "handoff_at")?.map(timestamp_from_ms),
     })
 }
 

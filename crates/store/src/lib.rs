@@ -145,6 +145,14 @@ pub trait Store: Send + Sync + 'static {
         tenant: TenantId,
         id: ConversationId,
     ) -> StoreResult<Option<Conversation>>;
+    /// Marks the conversation as waiting for a member of staff (keeping the first request's
+    /// time), or clears the mark. Returns the conversation, or None if it is not the tenant's.
+    async fn set_handoff(
+        &self,
+        tenant: TenantId,
+        id: ConversationId,
+        requested: bool,
+    ) -> StoreResult<Option<Conversation>>;
     async fn list_messages(
         &self,
         tenant: TenantId,

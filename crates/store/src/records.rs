@@ -224,6 +224,8 @@ pub struct Conversation {
     pub message_count: u64,
     pub created_at: Timestamp,
     pub last_message_at: Timestamp,
+    /// Since when the conversation waits for a member of staff; None when it does not.
+    pub handoff_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,8 +9,59 @@ use crate::{TestApp, each_backend};
 each_backend!(
     pages_conversations_newest_first,
     pages_messages,
-    rejects_invalid_queries_and_ids
+    rejects_invalid_queries_and_ids,
+    staff_request_and_resolve_handoffs
 );
+
+async fn staff_request_and_resolve_handoffs(db: &TestDb) {
+    let app = TestApp::new(db).await;
+    let res = app
+        .post_json("/api/v1/chat/messages", &json!({ "message": "hello" }))
+        .await;
+    let conversation = res.json()["conversation_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/conversations/{conversation}/handoff");
+
+    let listed = app.get("/api/v1/conversations").await.json();
+    assert_eq!(listed["items"][0]["handoff_at"], serde_json::Value::Null);
+
+    let flagged = app.post_json(&path, &json!({})).await;
+    assert_eq!(flagged.status, StatusCode::OK, "{}", flagged.text());
+    let since = flagged.json()["handoff_at"]
+        .as_str()
+        .expect("marked")
+        .to_owned();
+    let again = app.post_json(&path, &json!({})).await.json();
+    assert_eq!(
+        again["handoff_at"],
+        since.as_str(),
+        "the first request's time is kept"
+    );
+    let listed = app.get("/api/v1/conversations").await.json();
+    assert_eq!(listed["items"][0]["handoff_at"], since.as_str());
+
+    // Another tenant's key sees no such conversation, and changes nothing.
+    let (_, other_key) = app.other_tenant("+15550009999").await;
+    app.api(axum::http::Method::DELETE, &path, Some(&other_key), None)
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+
+    let resolved = app.delete(&path).await;
+    assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.text());
+    assert_eq!(resolved.json()["handoff_at"], serde_json::Value::Null);
+
+    app.delete("/api/v1/conversations/not-an-id/handoff")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_id");
+    app.delete(&format!(
+        "/api/v1/conversations/{}/handoff",
+        uuid::Uuid::now_v7()
+    ))
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "not_found");
+    app.api(axum::http::Method::POST, &path, None, None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
 
 async fn pages_conversations_newest_first(db: &TestDb) {
     let app = TestApp::new(db).await;

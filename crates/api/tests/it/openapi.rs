@@ -38,9 +38,10 @@ fn document() -> serde_json::Value {
     serde_json::from_str(&api::openapi::document()).unwrap()
 }
 
-const PATHS: [&str; 5] = [
+const PATHS: [&str; 6] = [
     "/api/v1/chat/messages",
     "/api/v1/conversations",
+    "/api/v1/conversations/{id}/handoff",
     "/api/v1/conversations/{id}/messages",
     "/api/v1/kb",
     "/api/v1/kb/{id}",
@@ -85,6 +86,7 @@ fn document_lists_every_api_route() {
         [
             ("/api/v1/chat/messages", vec!["post"]),
             ("/api/v1/conversations", vec!["get"]),
+            ("/api/v1/conversations/{id}/handoff", vec!["delete", "post"]),
             ("/api/v1/conversations/{id}/messages", vec!["get"]),
             ("/api/v1/kb", vec!["get", "post"]),
             ("/api/v1/kb/{id}", vec!["delete", "get", "put"]),

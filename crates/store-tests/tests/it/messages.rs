@@ -15,6 +15,7 @@ conformance!(
     first_contact_creates_user_and_conversation_once,
     replayed_provider_ids_are_stored_once,
     concurrent_deliveries_of_one_provider_id_record_one_message,
+    handoffs_are_kept_from_the_first_request_and_cleared,
     consent_keywords_are_recorded_and_silence_turns,
     inline_replies_complete_the_turn_job,
     outbox_replies_enqueue_a_send_job,
@@ -138,6 +139,61 @@ async fn concurrent_deliveries_of_one_provider_id_record_one_message(s: &Stores)
     assert_eq!(msgs.len(), 1);
     let stats = s.queue.stats().await.unwrap();
     assert_eq!(stats.queued, 1, "{stats:?}");
+}
+
+async fn handoffs_are_kept_from_the_first_request_and_cleared(s: &Stores) {
+    let t = tenant(s, "Acme", "+15550000001").await;
+    let other = tenant(s, "Other", "+15550000002").await;
+    let r = recorded(s, t, sms(1, "SMh1", b"a human please")).await;
+    let fresh = s
+        .data
+        .get_conversation(t, r.conversation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fresh.handoff_at, None);
+
+    let first = s
+        .data
+        .set_handoff(t, r.conversation_id, true)
+        .await
+        .unwrap()
+        .expect("the tenant's conversation");
+    let since = first.handoff_at.expect("marked");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Asking again keeps the first time: the wait is measured from the first request.
+    let again = s
+        .data
+        .set_handoff(t, r.conversation_id, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.handoff_at, Some(since));
+    let listed = s.data.list_conversations(t, Page::default()).await.unwrap();
+    assert_eq!(listed[0].handoff_at, Some(since));
+
+    // Another tenant can neither see nor change it.
+    assert!(
+        s.data
+            .set_handoff(other, r.conversation_id, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let cleared = s
+        .data
+        .set_handoff(t, r.conversation_id, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cleared.handoff_at, None);
+    assert!(
+        s.data
+            .set_handoff(t, domain::ConversationId::new(), true)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn consent_keywords_are_recorded_and_silence_turns(s: &Stores) {
