@@ -19,7 +19,8 @@ pub fn router() -> Router<AppState> {
 pub struct ChatMessageBody {
     /// Continue this conversation; omit to start a new one.
     pub conversation_id: Option<uuid::Uuid>,
-    /// 1 to 4,000 characters.
+    /// 1 to 4,000 characters, not all white space.
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
     pub message: String,
 }
 

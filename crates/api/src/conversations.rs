@@ -27,14 +27,23 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Return items older than this id (the `next_before` of the previous page).
     pub before: Option<uuid::Uuid>,
 }
 
 impl PageQuery {
-    pub fn page(&self) -> Page {
-        Page::new(self.limit.unwrap_or(50), self.before)
+    /// The page asked for; a limit outside 1 to 200 is refused (`400 invalid_limit`).
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=Page::MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::bad_request(
+                "invalid_limit",
+                "limit must be between 1 and 200",
+            ));
+        }
+        Ok(Page::new(limit, self.before))
     }
 }
 
@@ -108,7 +117,7 @@ pub async fn list(
     AuthTenant(tenant): AuthTenant,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let page = q.page();
+    let page = q.page()?;
     let rows = inner(&state)
         .stores
         .data
@@ -145,7 +154,7 @@ pub async fn messages(
             what: "conversation",
         });
     }
-    let page = q.page();
+    let page = q.page()?;
     let rows = inner.stores.data.list_messages(tenant, id, page).await?;
     let next = next_before(&rows, page.limit, |m| m.id.into_uuid());
     let mut items = Vec::with_capacity(rows.len());

@@ -22,9 +22,21 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KbEntryBody {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters, not all white space; no control characters other than tab,
+    /// line feed and carriage return.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub title: String,
-    /// 1 to 20,000 characters.
+    /// 1 to 20,000 characters, not all white space; no control characters other than tab,
+    /// line feed and carriage return.
+    #[schema(
+        min_length = 1,
+        max_length = 20000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub body: String,
 }
 
@@ -95,7 +107,7 @@ pub async fn list(
     AuthTenant(tenant): AuthTenant,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<KbEntryList>, ApiError> {
-    let page = q.page();
+    let page = q.page()?;
     let rows = inner(&state)
         .stores
         .data

@@ -123,16 +123,17 @@ async fn pages_conversations_newest_first(db: &TestDb) {
     let all = app.get("/api/v1/conversations").await.json();
     assert_eq!(all["items"].as_array().unwrap().len(), 4);
     assert!(all["next_before"].is_null());
-    // Out-of-range limits are clamped, not errors.
+    // Out-of-range limits are refused, as the OpenAPI document declares.
+    for limit in ["0", "201", "100000", "2147483648"] {
+        app.get(&format!("/api/v1/conversations?limit={limit}"))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_limit");
+        app.get(&format!("/api/v1/kb?limit={limit}"))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_limit");
+    }
     assert_eq!(
-        app.get("/api/v1/conversations?limit=0").await.json()["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        app.get("/api/v1/conversations?limit=100000").await.json()["items"]
+        app.get("/api/v1/conversations?limit=200").await.json()["items"]
             .as_array()
             .unwrap()
             .len(),
