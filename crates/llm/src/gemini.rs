@@ -76,11 +76,7 @@ impl GeminiChat {
 
     /// The model to ask, without the `models/` prefix the API's resource names carry.
     fn model<'a>(&'a self, request: &'a ChatRequest) -> &'a str {
-        let model = if request.model.is_empty() {
-            &self.config.default_model
-        } else {
-            &request.model
-        };
+        let model = request.model_or(&self.config.default_model);
         model.strip_prefix("models/").unwrap_or(model)
     }
 

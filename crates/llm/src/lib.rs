@@ -117,6 +117,16 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// The model to ask for: the request's, or the adapter's default when it names none.
+    #[must_use]
+    pub fn model_or<'a>(&'a self, default: &'a str) -> &'a str {
+        if self.model.is_empty() {
+            default
+        } else {
+            &self.model
+        }
+    }
+
     #[must_use]
     pub fn new(messages: Vec<Message>) -> Self {
         Self {

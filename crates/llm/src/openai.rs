@@ -85,11 +85,7 @@ impl OpenAiChat {
     }
 
     fn body(&self, request: &ChatRequest, stream: bool) -> Value {
-        let model = if request.model.is_empty() {
-            &self.config.default_model
-        } else {
-            &request.model
-        };
+        let model = request.model_or(&self.config.default_model);
         let mut body = json!({
             "model": model,
             "messages": messages(request),
