@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(out.answered_by, "fallback");
 
         // Asking for a person marks the conversation for staff, in the customer's language.
-        let conversation = web_chat_conversation(&stores, t).await;
+        let conversation = testkit::web_chat_conversation(&stores, t).await;
         let mut ask = input("Je voudrais parler à un conseiller s'il vous plaît");
         ask.conversation_id = conversation;
         let out = engine.run(ask).await.unwrap();
@@ -272,37 +272,6 @@ mod tests {
                 tools: Vec::new(),
             }
         );
-    }
-
-    /// A web-chat conversation of the tenant, as the message path records one.
-    pub(crate) async fn web_chat_conversation(
-        stores: &store::Stores,
-        t: TenantId,
-    ) -> ConversationId {
-        let recorded = stores
-            .data
-            .record_inbound(
-                t,
-                store::InboundMessage {
-                    channel: Channel::WebChat,
-                    contact: store::Contact::Anonymous,
-                    provider_sid: None,
-                    tenant_number: None,
-                    body: b"ciphertext".to_vec(),
-                    keyword: None,
-                    turn: store::TurnPlan {
-                        inline_holder: None,
-                        lease: std::time::Duration::from_secs(30),
-                        max_attempts: 3,
-                    },
-                },
-            )
-            .await
-            .unwrap();
-        match recorded {
-            store::InboundOutcome::Recorded(r) => r.conversation_id,
-            store::InboundOutcome::Duplicate(_) => panic!("no provider id, no duplicate"),
-        }
     }
 
     #[tokio::test]

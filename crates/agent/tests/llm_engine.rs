@@ -215,29 +215,7 @@ async fn refuses_unknown_tools_and_bounds_loops(stores: &Stores) {
 
 async fn hands_off_with_the_tool(stores: &Stores) {
     let t = tenant_with_kb(stores, "+15550002224").await;
-    let recorded = stores
-        .data
-        .record_inbound(
-            t,
-            store::InboundMessage {
-                channel: Channel::WebChat,
-                contact: store::Contact::Anonymous,
-                provider_sid: None,
-                tenant_number: None,
-                body: b"ciphertext".to_vec(),
-                keyword: None,
-                turn: store::TurnPlan {
-                    inline_holder: None,
-                    lease: Duration::from_secs(30),
-                    max_attempts: 3,
-                },
-            },
-        )
-        .await
-        .unwrap();
-    let store::InboundOutcome::Recorded(recorded) = recorded else {
-        panic!("recorded");
-    };
+    let conversation_id = testkit::web_chat_conversation(stores, t).await;
     let fake = FakeOpenAi::start().await;
     fake.push(Reply::ToolCalls(vec![(
         "hand_off_to_human".into(),
@@ -245,7 +223,7 @@ async fn hands_off_with_the_tool(stores: &Stores) {
     )]));
     fake.push(Reply::Text("A colleague will reply here shortly.".into()));
     let mut turn = input(t, "this is unacceptable, I want a manager", Vec::new());
-    turn.conversation_id = recorded.conversation_id;
+    turn.conversation_id = conversation_id;
     let out = engine(stores, &fake, 3).run(turn).await.unwrap();
     assert_eq!(
         out.reply.as_deref(),
@@ -254,7 +232,7 @@ async fn hands_off_with_the_tool(stores: &Stores) {
     assert_eq!(out.tools, vec!["hand_off_to_human"]);
     let conversation = stores
         .data
-        .get_conversation(t, recorded.conversation_id)
+        .get_conversation(t, conversation_id)
         .await
         .unwrap()
         .unwrap();

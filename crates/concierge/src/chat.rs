@@ -27,10 +27,14 @@ pub async fn run(
         .get_tenant(tenant_id)
         .await?
         .with_context(|| format!("no tenant {tenant_id}; see `concierge admin tenant list`"))?;
-    let to = match &as_phone {
-        Some(_) => Some(tenant.phone_numbers.first().cloned().with_context(|| {
-            "this tenant has no phone number, so --as cannot text it; leave --as out for web chat"
-        })?),
+    // With --as: an SMS from that number to the tenant's first number.
+    let sms = match as_phone {
+        Some(from) => {
+            let to = tenant.phone_numbers.first().cloned().with_context(|| {
+                "this tenant has no phone number, so --as cannot text it; leave --as out for web chat"
+            })?;
+            Some((from, to))
+        }
         None => None,
     };
     let vault = Arc::new(Vault::new(app::master_key(settings)?, stores.data.clone()));
@@ -57,9 +61,9 @@ pub async fn run(
         eprintln!(
             "Talking to {} ({}). Type a message; an empty line or Ctrl-D ends.",
             tenant.name.as_str(),
-            as_phone.as_ref().map_or_else(
+            sms.as_ref().map_or_else(
                 || "web chat".to_owned(),
-                |p| format!("SMS as {}", p.as_str())
+                |(from, _)| format!("SMS as {}", from.as_str())
             )
         );
     }
@@ -70,13 +74,13 @@ pub async fn run(
         if text.is_empty() {
             break;
         }
-        let (reply, turn, conv) = match (&as_phone, &to) {
-            (Some(from), Some(to)) => {
+        let (reply, turn, conv) = match &sms {
+            Some((from, to)) => {
                 let sid = format!("SMcli{}", uuid::Uuid::now_v7().simple());
                 let r = messaging.receive_sms(&tenant, from, to, &sid, text).await?;
                 (r.text, r.turn, None)
             }
-            _ => {
+            None => {
                 let r = messaging
                     .receive_web_chat(tenant.id, conversation, text)
                     .await?;

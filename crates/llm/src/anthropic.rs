@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
 use crate::http::{self, Decoder, HttpSettings};
 use crate::sse::SseEvent;
@@ -323,9 +322,8 @@ impl ChatModel for AnthropicChat {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let deadline = Instant::now() + self.config.http.total_timeout;
-        let response = http::send(self.post(&self.body(request, false)), &self.config.http).await?;
-        into_response(http::json(response, deadline).await?)
+        let request = self.post(&self.body(request, false));
+        into_response(http::send_json(request, &self.config.http).await?)
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<EventStream, LlmError> {

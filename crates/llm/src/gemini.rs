@@ -9,7 +9,6 @@ use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tokio::time::Instant;
 
 use crate::http::{self, Decoder, HttpSettings};
 use crate::sse::SseEvent;
@@ -418,9 +417,8 @@ impl ChatModel for GeminiChat {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let body = body(request)?;
         let model = self.model(request);
-        let deadline = Instant::now() + self.config.http.total_timeout;
-        let response = http::send(self.post(model, false, &body), &self.config.http).await?;
-        into_response(http::json(response, deadline).await?, model)
+        let request = self.post(model, false, &body);
+        into_response(http::send_json(request, &self.config.http).await?, model)
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<EventStream, LlmError> {

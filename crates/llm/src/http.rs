@@ -71,11 +71,13 @@ pub(crate) async fn send(
     Err(status_error(status, retry_after, &error_message(&body)))
 }
 
-/// Reads a whole JSON body within the total deadline.
-pub(crate) async fn json<T: serde::de::DeserializeOwned>(
-    response: reqwest::Response,
-    deadline: Instant,
+/// Sends the request and reads its whole JSON answer, all within the total time limit.
+pub(crate) async fn send_json<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    settings: &HttpSettings,
 ) -> Result<T, LlmError> {
+    let deadline = Instant::now() + settings.total_timeout;
+    let response = send(request, settings).await?;
     let bytes = tokio::time::timeout_at(deadline, response.bytes())
         .await
         .map_err(|_| LlmError::Timeout("reading the response body"))?
