@@ -264,7 +264,10 @@ impl TurnEngine for LlmEngine {
                 self.offline.run(input).await
             }
             Err(e) => {
-                tracing::warn!(error = %e, "model unavailable; the offline engine answers");
+                tracing::warn!(
+                    kind = e.kind(),
+                    "model unavailable; the offline engine answers"
+                );
                 metrics::counter!("concierge_model_fallbacks_total", "reason" => e.kind())
                     .increment(1);
                 let mut out = self.offline.run(input).await?;

@@ -233,7 +233,8 @@ impl Resilient {
                         if counts {
                             provider.failure(&self.policy);
                         }
-                        tracing::warn!(provider = %name, attempt, error = %e, "model call failed");
+                        // The kind only: a provider's message can quote the request, which holds user text.
+                        tracing::warn!(provider = %name, attempt, kind = e.kind(), "model call failed");
                         let wait = match e.retry_after() {
                             Some(d) if d > self.policy.max_retry_after => None,
                             Some(d) => Some(d),
