@@ -130,7 +130,9 @@ impl From<store::StoreError> for ApiError {
                 message: m,
             },
             store::StoreError::Unavailable(m) => Self::Unavailable(m),
-            store::StoreError::Corrupt(m) | store::StoreError::Database(m) => Self::Internal(m),
+            store::StoreError::Corrupt(m)
+            | store::StoreError::Database(m)
+            | store::StoreError::Snapshot(m) => Self::Internal(m),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod queue;
 mod rows;
+mod snapshot;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -843,6 +844,22 @@ impl Store for PgStore {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         rows.iter().map(read_kb).collect()
+    }
+
+    async fn export_snapshot(&self, sink: &mut dyn store::SnapshotSink) -> StoreResult<()> {
+        snapshot::export(self, sink).await
+    }
+
+    async fn restore_snapshot(
+        &self,
+        source: &mut dyn store::SnapshotSource,
+        commit: bool,
+    ) -> StoreResult<store::RestoreCounts> {
+        snapshot::restore(self, source, commit).await
+    }
+
+    async fn table_names(&self) -> StoreResult<Vec<String>> {
+        snapshot::table_names(self).await
     }
 
     async fn search_kb(

@@ -5,6 +5,7 @@
 
 mod queue;
 mod records;
+pub mod snapshot;
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use domain::{ConversationId, EndUserId, KbEntryId, MessageId, PhoneNumber, Tenan
 
 pub use queue::{ClaimedJob, DeadJob, JobQueue, Lease, NewJob, QueueStats};
 pub use records::*;
+pub use snapshot::{RestoreCounts, SnapshotSink, SnapshotSource};
 
 /// What can go wrong in a store call, in terms the layers above can act on.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(String),
+    /// A snapshot's sink or source failed (a backup file that cannot be written, or one that
+    /// is damaged); nothing of a restore is kept.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -186,6 +192,25 @@ pub trait Store: Send + Sync + 'static {
     /// Full-text search over titles and bodies, best match first.
     async fn search_kb(&self, tenant: TenantId, query: &str, limit: u32)
     -> StoreResult<Vec<KbHit>>;
+
+    // --- snapshots (backup and restore) --------------------------------------------------
+
+    /// Streams every row of every table of [`snapshot::TABLES`], in that order, to `sink`,
+    /// from one consistent read snapshot (writers carry on meanwhile).
+    async fn export_snapshot(&self, sink: &mut dyn SnapshotSink) -> StoreResult<()>;
+
+    /// Writes a snapshot into this database in one transaction: all of it or nothing.
+    /// Refuses (`Conflict`) a database that already holds a tenant or a job. With
+    /// `commit = false` the transaction is rolled back at the end: a dry run that checks
+    /// every row against the schema and its constraints.
+    async fn restore_snapshot(
+        &self,
+        source: &mut dyn SnapshotSource,
+        commit: bool,
+    ) -> StoreResult<RestoreCounts>;
+
+    /// The names of the schema's tables, to check that snapshots cover them all.
+    async fn table_names(&self) -> StoreResult<Vec<String>>;
 }
 
 /// Both halves of a backend, shared by every role.

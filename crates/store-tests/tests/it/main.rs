@@ -6,6 +6,7 @@
 mod messages;
 mod queue;
 mod rls;
+mod snapshot;
 mod tenants;
 mod tls;
 

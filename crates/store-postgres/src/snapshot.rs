@@ -1,0 +1,303 @@
+//! Logical snapshots on PostgreSQL: export from one repeatable-read, read-only transaction;
+//! restore in one transaction. Both run as the application role under row-level security:
+//! tenant tables are read and written one tenant at a time, with `app.tenant_id` set for
+//! that tenant.
+
+use futures_util::StreamExt as _;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row as _, Transaction};
+use store::snapshot::{Cell, ColumnKind, Row, TABLES, TableSpec, check_row, prepare_for_restore};
+use store::{RestoreCounts, SnapshotSink, SnapshotSource, StoreError, StoreResult};
+use uuid::Uuid;
+
+use crate::PgStore;
+use crate::rows::db_err;
+
+/// Rows inserted per statement on restore (one array per column, so no parameter limit).
+const ROWS_PER_INSERT: usize = 1000;
+
+pub(crate) async fn export(store: &PgStore, sink: &mut dyn SnapshotSink) -> StoreResult<()> {
+    let mut tx = store
+        .pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(db_err)?;
+    let tenants: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    for table in TABLES {
+        sink.table(table).await.map_err(StoreError::Snapshot)?;
+        let select = select_sql(table);
+        if table.tenant_scoped {
+            for tenant in &tenants {
+                set_tenant(&mut tx, *tenant).await?;
+                stream_rows(&mut tx, table, &select, sink).await?;
+            }
+        } else {
+            stream_rows(&mut tx, table, &select, sink).await?;
+        }
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(())
+}
+
+fn select_sql(table: &TableSpec) -> String {
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| match c.kind {
+            ColumnKind::Int => format!("{0}::bigint AS {0}", c.name),
+            ColumnKind::Json => format!("{0}::text AS {0}", c.name),
+            _ => c.name.to_owned(),
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        columns.join(", "),
+        table.name,
+        table.order_by
+    )
+}
+
+async fn set_tenant(tx: &mut Transaction<'static, Postgres>, tenant: Uuid) -> StoreResult<()> {
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+async fn stream_rows(
+    tx: &mut Transaction<'static, Postgres>,
+    table: &'static TableSpec,
+    select: &str,
+    sink: &mut dyn SnapshotSink,
+) -> StoreResult<()> {
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch(&mut **tx);
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(db_err)?;
+        sink.row(read_row(table, &row)?)
+            .await
+            .map_err(StoreError::Snapshot)?;
+    }
+    Ok(())
+}
+
+fn read_row(table: &TableSpec, row: &PgRow) -> StoreResult<Row> {
+    let corrupt =
+        |column: &str, e: sqlx::Error| StoreError::Corrupt(format!("{}.{column}: {e}", table.name));
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let cell = match column.kind {
+                ColumnKind::Uuid => row
+                    .try_get::<Option<Uuid>, _>(i)
+                    .map_err(|e| corrupt(column.name, e))?
+                    .map(Cell::Uuid),
+                ColumnKind::Int => row
+                    .try_get::<Option<i64>, _>(i)
+                    .map_err(|e| corrupt(column.name, e))?
+                    .map(Cell::Int),
+                ColumnKind::Bool => row
+                    .try_get::<Option<bool>, _>(i)
+                    .map_err(|e| corrupt(column.name, e))?
+                    .map(Cell::Bool),
+                ColumnKind::Text => row
+                    .try_get::<Option<String>, _>(i)
+                    .map_err(|e| corrupt(column.name, e))?
+                    .map(Cell::Text),
+                ColumnKind::Bytes => row
+                    .try_get::<Option<Vec<u8>>, _>(i)
+                    .map_err(|e| corrupt(column.name, e))?
+                    .map(Cell::Bytes),
+                ColumnKind::Json => row
+                    .try_get::<Option<String>, _>(i)
+                    .map_err(|e| corrupt(column.name, e))?
+                    .map(Cell::Json),
+            };
+            Ok(cell.unwrap_or(Cell::Null))
+        })
+        .collect()
+}
+
+pub(crate) async fn restore(
+    store: &PgStore,
+    source: &mut dyn SnapshotSource,
+    commit: bool,
+) -> StoreResult<RestoreCounts> {
+    let mut tx = store.pool.begin().await.map_err(db_err)?;
+    refuse_if_not_empty(&mut tx).await?;
+    let mut counts = RestoreCounts::default();
+    let mut expected = TABLES.iter();
+    while let Some(table) = source.next_table().await.map_err(StoreError::Snapshot)? {
+        let Some(want) = expected.next() else {
+            return Err(StoreError::Snapshot(format!(
+                "unexpected table {} after the last one",
+                table.name
+            )));
+        };
+        if want.name != table.name {
+            return Err(StoreError::Snapshot(format!(
+                "expected table {}, found {}",
+                want.name, table.name
+            )));
+        }
+        let insert = insert_sql(table);
+        let tenant_column = table.tenant_column().filter(|_| table.tenant_scoped);
+        let mut current_tenant: Option<Uuid> = None;
+        let mut written = 0u64;
+        loop {
+            let mut batch = source
+                .next_rows(ROWS_PER_INSERT)
+                .await
+                .map_err(StoreError::Snapshot)?;
+            if batch.is_empty() {
+                break;
+            }
+            for row in &mut batch {
+                check_row(table, row).map_err(StoreError::Snapshot)?;
+                prepare_for_restore(table, row);
+            }
+            written += batch.len() as u64;
+            let Some(tc) = tenant_column else {
+                insert_rows(&mut tx, table, &insert, &batch).await?;
+                continue;
+            };
+            // Row-level security: each run of rows of one tenant goes in with that tenant set.
+            for run in batch.chunk_by(|a, b| a[tc] == b[tc]) {
+                let tenant = run[0][tc].as_uuid().ok_or_else(|| {
+                    StoreError::Snapshot(format!("{}: a row has no tenant", table.name))
+                })?;
+                if current_tenant != Some(tenant) {
+                    set_tenant(&mut tx, tenant).await?;
+                    current_tenant = Some(tenant);
+                }
+                insert_rows(&mut tx, table, &insert, run).await?;
+            }
+        }
+        counts.tables.push((table.name, written));
+    }
+    if let Some(missing) = expected.next() {
+        return Err(StoreError::Snapshot(format!(
+            "the snapshot ends before table {}",
+            missing.name
+        )));
+    }
+    source.finish().await.map_err(StoreError::Snapshot)?;
+    if commit {
+        tx.commit().await.map_err(db_err)?;
+    } else {
+        tx.rollback().await.map_err(db_err)?;
+    }
+    Ok(counts)
+}
+
+async fn refuse_if_not_empty(tx: &mut Transaction<'static, Postgres>) -> StoreResult<()> {
+    let (tenants, jobs): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM jobs)")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    if tenants > 0 || jobs > 0 {
+        return Err(StoreError::Conflict(format!(
+            "the database is not empty ({tenants} tenants, {jobs} jobs): restore into an empty database"
+        )));
+    }
+    Ok(())
+}
+
+/// `INSERT INTO t (a, b) SELECT c0, c1::jsonb FROM UNNEST($1::uuid[], $2::text[]) AS u(c0, c1)`.
+fn insert_sql(table: &TableSpec) -> String {
+    let mut arrays = Vec::new();
+    let mut selects = Vec::new();
+    let mut aliases = Vec::new();
+    for (i, column) in table.columns.iter().enumerate() {
+        let array = match column.kind {
+            ColumnKind::Uuid => "uuid[]",
+            ColumnKind::Int => "bigint[]",
+            ColumnKind::Bool => "boolean[]",
+            ColumnKind::Text | ColumnKind::Json => "text[]",
+            ColumnKind::Bytes => "bytea[]",
+        };
+        arrays.push(format!("${}::{array}", i + 1));
+        aliases.push(format!("c{i}"));
+        selects.push(if column.kind == ColumnKind::Json {
+            format!("c{i}::jsonb")
+        } else {
+            format!("c{i}")
+        });
+    }
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM UNNEST({}) AS u({})",
+        table.name,
+        table.column_list(),
+        selects.join(", "),
+        arrays.join(", "),
+        aliases.join(", ")
+    )
+}
+
+async fn insert_rows(
+    tx: &mut Transaction<'static, Postgres>,
+    table: &TableSpec,
+    sql: &str,
+    rows: &[Row],
+) -> StoreResult<()> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (i, column) in table.columns.iter().enumerate() {
+        let cells = rows.iter().map(|r| &r[i]);
+        query = match column.kind {
+            ColumnKind::Uuid => query.bind(cells.map(Cell::as_uuid).collect::<Vec<_>>()),
+            ColumnKind::Int => query.bind(
+                cells
+                    .map(|c| match c {
+                        Cell::Int(v) => Some(*v),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            ColumnKind::Bool => query.bind(
+                cells
+                    .map(|c| match c {
+                        Cell::Bool(v) => Some(*v),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            ColumnKind::Text | ColumnKind::Json => query.bind(
+                cells
+                    .map(|c| match c {
+                        Cell::Text(v) | Cell::Json(v) => Some(v.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            ColumnKind::Bytes => query.bind(
+                cells
+                    .map(|c| match c {
+                        Cell::Bytes(v) => Some(v.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        };
+    }
+    query
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| StoreError::Snapshot(format!("{}: {}", table.name, db_err(e))))?;
+    Ok(())
+}
+
+pub(crate) async fn table_names(store: &PgStore) -> StoreResult<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .map_err(db_err)
+}

@@ -1,0 +1,380 @@
+//! Logical snapshots: every row of every table, in a form both backends read and write, so a
+//! backup taken on one restores on the other (this is also how an embedded SQLite install
+//! moves to PostgreSQL).
+//!
+//! [`TABLES`] is the list of record: tables in restore order (parents before children), each
+//! with its columns and their portable kinds. The conformance suite checks that every table
+//! of either schema is in it or in [`NOT_BACKED_UP`], so a new table cannot be forgotten.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+/// The portable kind of a column. Both backends map their native type to one of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// UUID (PostgreSQL `uuid`, SQLite 16-byte blob).
+    Uuid,
+    /// 64-bit integer (timestamps are unix milliseconds).
+    Int,
+    /// Boolean (SQLite stores 0/1).
+    Bool,
+    Text,
+    Bytes,
+    /// JSON document (PostgreSQL `jsonb`, SQLite text).
+    Json,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: ColumnKind,
+    pub nullable: bool,
+}
+
+/// One table of a snapshot.
+#[derive(Debug)]
+pub struct TableSpec {
+    pub name: &'static str,
+    pub columns: &'static [Column],
+    /// Under row-level security on PostgreSQL: read and written one tenant at a time.
+    pub tenant_scoped: bool,
+    /// Columns that order the rows (and make children follow their parents).
+    pub order_by: &'static str,
+}
+
+impl TableSpec {
+    /// The column list, comma-separated, for SQL.
+    #[must_use]
+    pub fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Index of the `tenant_id` column, when the table has one.
+    #[must_use]
+    pub fn tenant_column(&self) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == "tenant_id")
+    }
+
+    #[must_use]
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+const fn col(name: &'static str, kind: ColumnKind) -> Column {
+    Column {
+        name,
+        kind,
+        nullable: false,
+    }
+}
+
+const fn opt(name: &'static str, kind: ColumnKind) -> Column {
+    Column {
+        name,
+        kind,
+        nullable: true,
+    }
+}
+
+use ColumnKind::{Bool, Bytes, Int, Json, Text, Uuid as Id};
+
+/// Every backed-up table, parents first.
+pub static TABLES: &[TableSpec] = &[
+    TableSpec {
+        name: "tenants",
+        columns: &[col("id", Id), col("name", Text), col("created_at", Int)],
+        tenant_scoped: false,
+        order_by: "id",
+    },
+    TableSpec {
+        name: "tenant_phone_numbers",
+        columns: &[
+            col("e164", Text),
+            col("tenant_id", Id),
+            col("created_at", Int),
+        ],
+        tenant_scoped: false,
+        order_by: "e164",
+    },
+    TableSpec {
+        name: "tenant_keys",
+        columns: &[
+            col("tenant_id", Id),
+            col("key_id", Int),
+            col("kek_id", Int),
+            col("wrapped", Bytes),
+            col("created_at", Int),
+        ],
+        tenant_scoped: true,
+        order_by: "tenant_id",
+    },
+    TableSpec {
+        name: "staff_users",
+        columns: &[
+            col("id", Id),
+            col("tenant_id", Id),
+            col("email_index", Bytes),
+            col("email_cipher", Bytes),
+            col("role", Text),
+            col("created_at", Int),
+        ],
+        tenant_scoped: true,
+        order_by: "id",
+    },
+    TableSpec {
+        name: "api_keys",
+        columns: &[
+            col("id", Id),
+            col("tenant_id", Id),
+            col("prefix", Text),
+            col("digest", Bytes),
+            col("created_at", Int),
+            opt("revoked_at", Int),
+        ],
+        tenant_scoped: false,
+        order_by: "id",
+    },
+    TableSpec {
+        name: "end_users",
+        columns: &[
+            col("id", Id),
+            col("tenant_id", Id),
+            opt("phone_index", Bytes),
+            opt("phone_cipher", Bytes),
+            opt("email_index", Bytes),
+            opt("email_cipher", Bytes),
+            col("opted_out", Bool),
+            col("created_at", Int),
+            col("last_seen_at", Int),
+        ],
+        tenant_scoped: true,
+        order_by: "id",
+    },
+    TableSpec {
+        name: "conversations",
+        columns: &[
+            col("id", Id),
+            col("tenant_id", Id),
+            col("end_user_id", Id),
+            opt("tenant_number", Text),
+            col("message_count", Int),
+            col("created_at", Int),
+            col("last_message_at", Int),
+            opt("handoff_at", Int),
+        ],
+        tenant_scoped: true,
+        order_by: "id",
+    },
+    TableSpec {
+        name: "messages",
+        columns: &[
+            col("id", Id),
+            col("tenant_id", Id),
+            col("conversation_id", Id),
+            col("direction", Text),
+            col("channel", Text),
+            col("body_cipher", Bytes),
+            col("status", Text),
+            col("status_rank", Int),
+            opt("provider_sid", Text),
+            opt("in_reply_to", Id),
+            opt("error_code", Text),
+            col("created_at", Int),
+            col("updated_at", Int),
+        ],
+        tenant_scoped: true,
+        // UUIDv7: an inbound message sorts before the reply that names it.
+        order_by: "id",
+    },
+    TableSpec {
+        name: "consent_events",
+        columns: &[
+            col("id", Id),
+            col("tenant_id", Id),
+            col("end_user_id", Id),
+            col("keyword", Text),
+            opt("message_id", Id),
+            col("created_at", Int),
+        ],
+        tenant_scoped: true,
+        order_by: "id",
+    },
+    TableSpec {
+        name: "kb_entries",
+        columns: &[
+            col("id", Id),
+            col("tenant_id", Id),
+            col("title", Text),
+            col("body", Text),
+            col("created_at", Int),
+            col("updated_at", Int),
+        ],
+        tenant_scoped: true,
+        order_by: "id",
+    },
+    TableSpec {
+        name: "jobs",
+        columns: &[
+            col("id", Id),
+            opt("tenant_id", Id),
+            col("kind", Text),
+            col("payload", Json),
+            opt("idempotency_key", Text),
+            col("status", Text),
+            col("run_at", Int),
+            col("attempts", Int),
+            col("max_attempts", Int),
+            opt("locked_by", Text),
+            opt("locked_until", Int),
+            opt("last_error", Text),
+            col("created_at", Int),
+            col("updated_at", Int),
+        ],
+        tenant_scoped: false,
+        order_by: "id",
+    },
+];
+
+/// Tables that are deliberately not in a snapshot: migration bookkeeping (the target runs its
+/// own migrations) and search indexes rebuilt from their source rows.
+pub static NOT_BACKED_UP: &[&str] = &[
+    "_sqlx_migrations",
+    "kb_fts",
+    "kb_fts_config",
+    "kb_fts_data",
+    "kb_fts_docsize",
+    "kb_fts_idx",
+];
+
+/// The table named `name`.
+#[must_use]
+pub fn table(name: &str) -> Option<&'static TableSpec> {
+    TABLES.iter().find(|t| t.name == name)
+}
+
+/// One value of a row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell {
+    Null,
+    Uuid(Uuid),
+    Int(i64),
+    Bool(bool),
+    Text(String),
+    Bytes(Vec<u8>),
+    /// A JSON document, as its text.
+    Json(String),
+}
+
+impl Cell {
+    /// Whether the value fits a column of this kind.
+    #[must_use]
+    pub fn fits(&self, column: &Column) -> bool {
+        matches!(
+            (self, column.kind),
+            (Self::Uuid(_), ColumnKind::Uuid)
+                | (Self::Int(_), ColumnKind::Int)
+                | (Self::Bool(_), ColumnKind::Bool)
+                | (Self::Text(_), ColumnKind::Text)
+                | (Self::Bytes(_), ColumnKind::Bytes)
+                | (Self::Json(_), ColumnKind::Json)
+        ) || (column.nullable && *self == Self::Null)
+    }
+
+    #[must_use]
+    pub fn as_uuid(&self) -> Option<Uuid> {
+        match self {
+            Self::Uuid(u) => Some(*u),
+            _ => None,
+        }
+    }
+}
+
+/// A row: one cell per column of its [`TableSpec`], in order.
+pub type Row = Vec<Cell>;
+
+/// Where an export goes. Errors are strings: the sink reports them and the export stops.
+#[async_trait]
+pub trait SnapshotSink: Send {
+    /// The rows that follow belong to `table`. Called once per entry of [`TABLES`], in order,
+    /// even for an empty table.
+    async fn table(&mut self, table: &'static TableSpec) -> Result<(), String>;
+    async fn row(&mut self, row: Row) -> Result<(), String>;
+}
+
+/// Where a restore reads from. The source validates what it reads (an authenticated,
+/// checksummed file, say); its error aborts the restore and nothing is kept.
+#[async_trait]
+pub trait SnapshotSource: Send {
+    /// The next table, or `None` after the last one. Tables come in [`TABLES`] order.
+    async fn next_table(&mut self) -> Result<Option<&'static TableSpec>, String>;
+    /// Up to `max` rows of the current table; an empty batch ends the table.
+    async fn next_rows(&mut self, max: usize) -> Result<Vec<Row>, String>;
+    /// Called after the last table, before the restore commits: the last chance to refuse
+    /// (a checksum that does not match, data after the end).
+    async fn finish(&mut self) -> Result<(), String>;
+}
+
+/// Adjusts a row before it is restored. A job that was running when the snapshot was taken
+/// had no worker after the restore: it is queued again, unlocked.
+pub fn prepare_for_restore(table: &TableSpec, row: &mut Row) {
+    if table.name != "jobs" {
+        return;
+    }
+    let (Some(status), Some(by), Some(until)) = (
+        table.column("status"),
+        table.column("locked_by"),
+        table.column("locked_until"),
+    ) else {
+        return;
+    };
+    if row.get(status) == Some(&Cell::Text("running".to_owned())) {
+        row[status] = Cell::Text("queued".to_owned());
+    }
+    row[by] = Cell::Null;
+    row[until] = Cell::Null;
+}
+
+/// Checks a row against its table: arity and kinds.
+///
+/// # Errors
+/// A description of the first mismatch.
+pub fn check_row(table: &TableSpec, row: &Row) -> Result<(), String> {
+    if row.len() != table.columns.len() {
+        return Err(format!(
+            "{}: a row has {} values, expected {}",
+            table.name,
+            row.len(),
+            table.columns.len()
+        ));
+    }
+    for (cell, column) in row.iter().zip(table.columns) {
+        if !cell.fits(column) {
+            return Err(format!(
+                "{}.{}: value does not fit a {:?}{} column",
+                table.name,
+                column.name,
+                column.kind,
+                if column.nullable { " (nullable)" } else { "" }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Rows written per table by a restore.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreCounts {
+    pub tables: Vec<(&'static str, u64)>,
+}
+
+impl RestoreCounts {
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.tables.iter().map(|(_, n)| n).sum()
+    }
+}
