@@ -68,6 +68,14 @@ pub enum CryptoError {
     Decrypt,
     #[error("decrypted value is not valid UTF-8")]
     NotUtf8,
+    #[error("invalid backup key: {0}")]
+    InvalidBackupKey(String),
+    #[error(
+        "the file was encrypted with backup key {found}, but the configured backup key is {expected}"
+    )]
+    WrongBackupKey { expected: KeyId, found: KeyId },
+    #[error("not a Concierge backup file")]
+    NotABackup,
 }
 
 /// The key-encryption key, loaded from configuration. It never encrypts data directly.

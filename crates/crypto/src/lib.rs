@@ -3,9 +3,10 @@
 //! Everything secret lives in this crate so that the rest of the workspace never touches raw
 //! key material: `envelope` encrypts columns with per-tenant data keys wrapped by a master key,
 //! `blind_index` makes encrypted columns searchable by equality, `api_key` mints and hashes
-//! tenant API keys and `twilio` verifies `X-Twilio-Signature`.
+//! tenant API keys and `twilio` verifies `X-Twilio-Signature`, and `backup` encrypts backup files.
 
 pub mod api_key;
+pub mod backup;
 pub mod blind_index;
 pub mod envelope;
 pub mod twilio;
