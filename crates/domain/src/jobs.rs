@@ -13,6 +13,8 @@ pub enum JobKind {
     Turn,
     /// Send an outbound SMS through the provider's REST API.
     SendSms,
+    /// Take the scheduled backup (one per day, whichever worker claims it).
+    Backup,
 }
 
 impl JobKind {
@@ -21,6 +23,7 @@ impl JobKind {
         match self {
             Self::Turn => "turn",
             Self::SendSms => "send_sms",
+            Self::Backup => "backup",
         }
     }
 
@@ -29,11 +32,12 @@ impl JobKind {
         match s {
             "turn" => Some(Self::Turn),
             "send_sms" => Some(Self::SendSms),
+            "backup" => Some(Self::Backup),
             _ => None,
         }
     }
 
-    pub const ALL: [Self; 2] = [Self::Turn, Self::SendSms];
+    pub const ALL: [Self; 3] = [Self::Turn, Self::SendSms, Self::Backup];
 }
 
 /// Exponential backoff with a cap: `base * 2^(attempt-1)`, at most `cap`.

@@ -28,9 +28,18 @@ pub struct RunnerConfig {
     pub shutdown_grace: Duration,
 }
 
+/// Operator tasks the worker runs from the queue, provided by the binary (which owns their
+/// configuration).
+#[async_trait::async_trait]
+pub trait Maintenance: Send + Sync {
+    /// Takes a backup; the error is recorded on the job.
+    async fn backup(&self) -> Result<(), String>;
+}
+
 pub struct Runner {
     queue: Arc<dyn JobQueue>,
     outbox: Arc<Outbox>,
+    maintenance: Option<Arc<dyn Maintenance>>,
     config: RunnerConfig,
 }
 
@@ -41,8 +50,16 @@ impl Runner {
         Self {
             queue,
             outbox,
+            maintenance: None,
             config,
         }
+    }
+
+    /// Lets this worker run maintenance jobs (backups).
+    #[must_use]
+    pub fn with_maintenance(mut self, maintenance: Arc<dyn Maintenance>) -> Self {
+        self.maintenance = Some(maintenance);
+        self
     }
 
     /// Runs until `shutdown` turns true.
@@ -165,6 +182,14 @@ impl Runner {
         match kind {
             JobKind::Turn => self.outbox.run_turn(job).await,
             JobKind::SendSms => self.outbox.send_sms(job).await,
+            JobKind::Backup => match &self.maintenance {
+                Some(m) => match m.backup().await {
+                    Ok(()) => JobOutcome::Done,
+                    Err(e) => JobOutcome::Retry(e),
+                },
+                // Every worker shares one configuration, so none of them could run it.
+                None => JobOutcome::Fatal("backups are not configured on this worker".into()),
+            },
         }
     }
 
@@ -253,5 +278,100 @@ pub async fn monitor_queue(
             () = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => {}
         }
+    }
+}
+
+/// Enqueues `kind` once a day at `at` (UTC) until `shutdown`. Every worker process may run
+/// this: the job of a given day has one idempotency key, so the queue holds one of them and
+/// one worker runs it. Only future occurrences are enqueued, so a worker that starts after
+/// the day's job ran does not run it again.
+pub async fn schedule_daily(
+    queue: Arc<dyn JobQueue>,
+    kind: JobKind,
+    at: jiff::civil::Time,
+    max_attempts: u32,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        let now = jiff::Timestamp::now();
+        let Some(next) = next_daily(now, at) else {
+            tracing::error!("cannot compute the next scheduled time; scheduling stopped");
+            return;
+        };
+        let key = format!(
+            "{}:{}",
+            kind.as_str(),
+            next.to_zoned(jiff::tz::TimeZone::UTC).date()
+        );
+        let job = store::NewJob {
+            kind,
+            tenant_id: None,
+            payload: serde_json::json!({}),
+            idempotency_key: Some(key.clone()),
+            run_at: Some(next),
+            max_attempts,
+        };
+        match queue.enqueue(job).await {
+            Ok((_, true)) => tracing::info!(job = %key, at = %next, "scheduled"),
+            Ok((_, false)) => tracing::debug!(job = %key, "already scheduled by another worker"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not schedule {key}; trying again in a minute");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        }
+        // Wake just after this occurrence, then schedule the following one.
+        let wait = next.duration_since(now).unsigned_abs() + Duration::from_secs(1);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// The first `at` (UTC) strictly after `now`.
+#[must_use]
+pub fn next_daily(now: jiff::Timestamp, at: jiff::civil::Time) -> Option<jiff::Timestamp> {
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    for date in [Some(today), today.tomorrow().ok()].into_iter().flatten() {
+        let candidate = date
+            .to_datetime(at)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()?
+            .timestamp();
+        if candidate > now {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::next_daily;
+    use jiff::civil::time;
+
+    #[test]
+    fn next_daily_is_strictly_in_the_future() {
+        let at = time(3, 0, 0, 0);
+        let before: jiff::Timestamp = "2026-11-22T02:59:59Z".parse().unwrap();
+        assert_eq!(
+            next_daily(before, at).unwrap().to_string(),
+            "2026-11-22T03:00:00Z"
+        );
+        let exactly: jiff::Timestamp = "2026-11-22T03:00:00Z".parse().unwrap();
+        assert_eq!(
+            next_daily(exactly, at).unwrap().to_string(),
+            "2026-11-23T03:00:00Z"
+        );
+        let year_end: jiff::Timestamp = "2026-12-31T23:00:00Z".parse().unwrap();
+        assert_eq!(
+            next_daily(year_end, at).unwrap().to_string(),
+            "2027-01-01T03:00:00Z"
+        );
     }
 }

@@ -258,3 +258,113 @@ async fn postgres_deferred_turns_are_sent_by_the_worker_after_a_provider_error()
     deferred_turns_are_sent_by_the_worker(&db, true).await;
     db.cleanup().await;
 }
+
+/// Counts backups; each takes a little while, so two workers would overlap if both ran one.
+#[derive(Default)]
+struct CountingBackup(std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl jobs::Maintenance for CountingBackup {
+    async fn backup(&self) -> Result<(), String> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(())
+    }
+}
+
+/// Two worker processes, each scheduling the daily backup and able to run it: the day's job
+/// is enqueued once and run once, and the next day's is waiting afterwards.
+async fn the_daily_backup_runs_once_across_workers(db: &testkit::TestDb) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let stores = db.stores();
+    let backups = Arc::new(CountingBackup::default());
+    let (stop, stopped) = watch::channel(false);
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2))
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .time();
+    let mut tasks = Vec::new();
+    for node in ["w1", "w2"] {
+        let vault = Arc::new(Vault::new(MasterKey::generate(), stores.data.clone()));
+        let sender = Arc::new(
+            TwilioClient::new(TwilioConfig {
+                api_base: "http://127.0.0.1:9".into(),
+                ..TwilioConfig::new("ACtest", secrecy::SecretString::from("secret"))
+            })
+            .unwrap(),
+        );
+        let outbox = Arc::new(Outbox::new(
+            stores.clone(),
+            vault,
+            Arc::new(Slow),
+            sender,
+            Arc::new(LocalPacer::new()),
+            OutboxConfig {
+                public_url: None,
+                send_interval: Duration::from_millis(10),
+                turn_timeout: Duration::from_secs(5),
+                send_max_attempts: 3,
+            },
+        ));
+        let runner = jobs::Runner::new(
+            stores.queue.clone(),
+            outbox,
+            jobs::RunnerConfig {
+                concurrency: 2,
+                lease: Duration::from_secs(30),
+                poll_interval: Duration::from_millis(100),
+                retry: domain::jobs::RetryPolicy::default(),
+                node_id: node.into(),
+                shutdown_grace: Duration::from_secs(5),
+            },
+        )
+        .with_maintenance(backups.clone());
+        tasks.push(tokio::spawn(runner.run(stopped.clone())));
+        tasks.push(tokio::spawn(jobs::schedule_daily(
+            stores.queue.clone(),
+            domain::jobs::JobKind::Backup,
+            at,
+            3,
+            stopped.clone(),
+        )));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let stats = stores.queue.stats().await.unwrap();
+        let ran = backups.0.load(std::sync::atomic::Ordering::SeqCst);
+        // Done: the day's job ran and the next day's is queued.
+        if ran >= 1 && stats.running == 0 && stats.queued == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ran {ran}, stats {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give a second run every chance to happen.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(backups.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let stats = stores.queue.stats().await.unwrap();
+    assert_eq!(
+        (stats.queued, stats.dead),
+        (1, 0),
+        "tomorrow's backup waits"
+    );
+    stop.send(true).unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn sqlite_the_daily_backup_runs_once_across_workers() {
+    let db = testkit::TestDb::sqlite().await;
+    the_daily_backup_runs_once_across_workers(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_the_daily_backup_runs_once_across_workers() {
+    let db = testkit::TestDb::postgres().await;
+    the_daily_backup_runs_once_across_workers(&db).await;
+    db.cleanup().await;
+}
