@@ -6,6 +6,7 @@
 
 mod llm_engine;
 pub mod offline;
+pub mod redact;
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@ use llm::{ChatModel, ChatRequest, LlmError, Message, Part, Role, ToolCall, ToolC
 use serde_json::json;
 use store::Store;
 
+use crate::redact::Redactions;
 use crate::{
     HANDOFF_TOOL, MAX_REPLY_CHARS, TurnEngine, TurnError, TurnInput, TurnOutput, truncate_chars,
 };
@@ -33,6 +34,9 @@ pub struct LlmEngineConfig {
     /// Each tool call's own time limit.
     pub tool_timeout: Duration,
     pub max_tokens: u32,
+    /// Mask e-mail addresses, phone numbers and card numbers before they reach the model,
+    /// and restore them in its reply.
+    pub redact_pii: bool,
 }
 
 impl Default for LlmEngineConfig {
@@ -47,6 +51,7 @@ impl Default for LlmEngineConfig {
             max_tool_rounds: 3,
             tool_timeout: Duration::from_secs(5),
             max_tokens: 400,
+            redact_pii: false,
         }
     }
 }
@@ -89,16 +94,20 @@ impl LlmEngine {
         }]
     }
 
-    fn request(&self, input: &TurnInput) -> ChatRequest {
+    fn request(&self, input: &TurnInput, pii: &mut Option<Redactions>) -> ChatRequest {
+        let mut text = |t: &str| match pii {
+            Some(r) => r.mask(t),
+            None => t.to_owned(),
+        };
         let mut messages: Vec<Message> = input
             .history
             .iter()
             .map(|m| match m.direction {
-                Direction::Inbound => Message::user(&m.text),
-                Direction::Outbound => Message::assistant(&m.text),
+                Direction::Inbound => Message::user(text(&m.text)),
+                Direction::Outbound => Message::assistant(text(&m.text)),
             })
             .collect();
-        messages.push(Message::user(&input.text));
+        messages.push(Message::user(text(&input.text)));
         let channel = match input.channel {
             Channel::Sms => {
                 "The customer is texting: answer in at most three short sentences, plain text."
@@ -106,7 +115,12 @@ impl LlmEngine {
             Channel::WebChat => "The customer is on the web chat: answer in a few short sentences.",
         };
         let mut request = ChatRequest::new(messages);
-        request.system = Some(format!("{}\n\n{channel}", self.config.system_prompt));
+        let mut system = format!("{}\n\n{channel}", self.config.system_prompt);
+        if let Some(note) = pii.as_ref().and_then(Redactions::instructions) {
+            system.push_str("\n\n");
+            system.push_str(&note);
+        }
+        request.system = Some(system);
         request.tools = Self::tools();
         request.max_tokens = self.config.max_tokens;
         request
@@ -114,7 +128,12 @@ impl LlmEngine {
 
     /// Runs one tool call; failures become error results the model can read, never a
     /// failed turn.
-    async fn call_tool(&self, input: &TurnInput, call: &ToolCall) -> (String, bool) {
+    async fn call_tool(
+        &self,
+        input: &TurnInput,
+        call: &ToolCall,
+        pii: Option<&Redactions>,
+    ) -> (String, bool) {
         metrics::counter!("concierge_tool_calls_total", "tool" => tool_label(&call.name))
             .increment(1);
         if call.name == HANDOFF_TOOL {
@@ -155,7 +174,11 @@ impl LlmEngine {
                 true,
             );
         };
-        let query = truncate_chars(query, MAX_QUERY_CHARS);
+        let query = match pii {
+            Some(r) => r.unmask(query),
+            None => query.to_owned(),
+        };
+        let query = truncate_chars(&query, MAX_QUERY_CHARS);
         let search = self.store.search_kb(input.tenant_id, &query, 3);
         match tokio::time::timeout(self.config.tool_timeout, search).await {
             Ok(Ok(hits)) if hits.is_empty() => ("No entry matches.".into(), false),
@@ -187,7 +210,8 @@ impl LlmEngine {
         input: &TurnInput,
         tools: &mut Vec<&'static str>,
     ) -> Result<String, LlmError> {
-        let mut request = self.request(input);
+        let mut pii = self.config.redact_pii.then(Redactions::new);
+        let mut request = self.request(input, &mut pii);
         for round in 0..=self.config.max_tool_rounds {
             if round == self.config.max_tool_rounds {
                 // Tool budget spent (a loop, or a stubborn model): answer with what you have.
@@ -203,7 +227,11 @@ impl LlmEngine {
                 .increment(response.usage.output_tokens);
             let calls: Vec<ToolCall> = response.tool_calls().into_iter().cloned().collect();
             if calls.is_empty() || request.tool_choice == ToolChoice::None {
-                return Ok(response.text().trim().to_owned());
+                let reply = response.text().trim().to_owned();
+                return Ok(match &pii {
+                    Some(r) => r.unmask(&reply),
+                    None => reply,
+                });
             }
             request.messages.push(Message {
                 role: Role::Assistant,
@@ -212,7 +240,7 @@ impl LlmEngine {
             let mut results = Vec::with_capacity(calls.len());
             for call in calls.iter().take(8) {
                 tools.push(tool_label(&call.name));
-                let (content, is_error) = self.call_tool(input, call).await;
+                let (content, is_error) = self.call_tool(input, call, pii.as_ref()).await;
                 results.push(Part::ToolResult {
                     call_id: call.id.clone(),
                     name: call.name.clone(),

@@ -41,6 +41,17 @@ async fn tenant_with_kb(stores: &Stores, phone: &str) -> TenantId {
 }
 
 fn engine(stores: &Stores, fake: &FakeOpenAi, rounds: u32) -> LlmEngine {
+    engine_with(
+        stores,
+        fake,
+        LlmEngineConfig {
+            max_tool_rounds: rounds,
+            ..LlmEngineConfig::default()
+        },
+    )
+}
+
+fn engine_with(stores: &Stores, fake: &FakeOpenAi, config: LlmEngineConfig) -> LlmEngine {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let model = OpenAiChat::new(OpenAiConfig {
         http: HttpSettings {
@@ -63,15 +74,7 @@ fn engine(stores: &Stores, fake: &FakeOpenAi, rounds: u32) -> LlmEngine {
         stores.data.clone(),
         "Someone will call you back.".into(),
     ));
-    LlmEngine::new(
-        Arc::new(chain),
-        stores.data.clone(),
-        offline,
-        LlmEngineConfig {
-            max_tool_rounds: rounds,
-            ..LlmEngineConfig::default()
-        },
-    )
+    LlmEngine::new(Arc::new(chain), stores.data.clone(), offline, config)
 }
 
 fn input(tenant: TenantId, text: &str, history: Vec<PastMessage>) -> TurnInput {
@@ -274,6 +277,45 @@ async fn falls_back_to_the_offline_engine(stores: &Stores) {
     assert_eq!(out.reply.unwrap().chars().count(), agent::MAX_REPLY_CHARS);
 }
 
+/// With redaction on, the provider never sees the e-mail, phone or card number; the reply
+/// and the tool's query get the real values back.
+async fn redacts_pii_before_the_model(stores: &Stores) {
+    let t = tenant_with_kb(stores, "+15550002225").await;
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::ToolCalls(vec![(
+        "search_knowledge_base".into(),
+        r#"{"query":"parking for [PHONE_1]"}"#.into(),
+    )]));
+    fake.push(Reply::Text(
+        "Thanks, we'll text [PHONE_1] and mail [EMAIL_1].".into(),
+    ));
+    let history = vec![PastMessage {
+        direction: Direction::Inbound,
+        text: "my card is 4242 4242 4242 4242".into(),
+    }];
+    let config = LlmEngineConfig {
+        redact_pii: true,
+        ..LlmEngineConfig::default()
+    };
+    let out = engine_with(stores, &fake, config)
+        .run(input(
+            t,
+            "reach me at +1 415 555 0134 or jo@example.com",
+            history,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.reply.as_deref(),
+        Some("Thanks, we'll text +1 415 555 0134 and mail jo@example.com.")
+    );
+    let sent = serde_json::to_string(&fake.requests()).unwrap();
+    for secret in ["4242", "555 0134", "jo@example.com"] {
+        assert!(!sent.contains(secret), "{secret} reached the model: {sent}");
+    }
+    assert!(sent.contains("[CARD_1]") && sent.contains("[PHONE_1]") && sent.contains("[EMAIL_1]"));
+}
+
 #[tokio::test]
 async fn sqlite_llm_engine() {
     let db = testkit::TestDb::sqlite().await;
@@ -282,6 +324,7 @@ async fn sqlite_llm_engine() {
     refuses_unknown_tools_and_bounds_loops(&stores).await;
     hands_off_with_the_tool(&stores).await;
     falls_back_to_the_offline_engine(&stores).await;
+    redacts_pii_before_the_model(&stores).await;
 }
 
 #[tokio::test]
@@ -292,5 +335,6 @@ async fn postgres_llm_engine() {
     refuses_unknown_tools_and_bounds_loops(&stores).await;
     hands_off_with_the_tool(&stores).await;
     falls_back_to_the_offline_engine(&stores).await;
+    redacts_pii_before_the_model(&stores).await;
     db.cleanup().await;
 }
