@@ -128,21 +128,24 @@ pub fn router(state: AppState) -> Router {
 
 /// The admin router (metrics), for a listener that is not exposed publicly.
 pub fn admin_router(render: Arc<dyn Fn() -> String + Send + Sync>) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let render = render.clone();
-            async move {
-                (
-                    [(
-                        http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    render(),
-                )
-            }
-        }),
-    )
+    Router::new()
+        // Liveness for processes that have no public listener (workers).
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let render = render.clone();
+                async move {
+                    (
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        render(),
+                    )
+                }
+            }),
+        )
 }
 
 async fn record_metrics(req: Request, next: Next) -> Response {

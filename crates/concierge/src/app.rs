@@ -45,6 +45,7 @@ pub fn turn_engine(
         history: settings.llm.history_messages,
         max_tool_rounds: settings.llm.max_tool_rounds,
         max_tokens: settings.llm.max_tokens,
+        redact_pii: settings.llm.redact_pii,
         ..defaults
     };
     Ok(Arc::new(agent::LlmEngine::new(
@@ -160,7 +161,7 @@ pub const DEV_TOKEN_FILE: &str = "twilio-dev-auth-token";
 
 /// Reads a secret kept in the data directory, generating it on first use (embedded
 /// default only: production passes keys through configuration).
-fn data_dir_secret(
+pub(crate) fn data_dir_secret(
     dir: &Path,
     file: &str,
     generate: impl FnOnce() -> String,
@@ -394,6 +395,22 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<ExitCode>
                 shutdown_grace: Duration::from_secs(settings.worker.shutdown_grace_secs),
             },
         );
+        let runner = match settings.backup.daily_time() {
+            Some(at) => {
+                let config = crate::backup::BackupConfig::from_settings(&settings)
+                    .context("backup.daily_at is set")?;
+                tracing::info!(at = %at, dir = %config.dir.display(), "daily backups scheduled (UTC)");
+                tasks.spawn(jobs::schedule_daily(
+                    stores.queue.clone(),
+                    domain::jobs::JobKind::Backup,
+                    at,
+                    3,
+                    shutdown_rx.clone(),
+                ));
+                runner.with_maintenance(crate::backup::maintenance(stores.clone(), config))
+            }
+            None => runner,
+        };
         tasks.spawn(runner.run(shutdown_rx.clone()));
     }
 

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use domain::PhoneNumber;
 
 use crate::config::{self, CliOverrides};
-use crate::{admin, app, chat, doctor, simulate, telemetry};
+use crate::{admin, app, backup, chat, doctor, healthcheck, infra, simulate, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,6 +89,34 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Backups: create (encrypted, checksummed, verified, rotated), list, verify.
+    Backup {
+        #[command(subcommand)]
+        command: backup::BackupCommand,
+    },
+    /// Restore a backup into an empty database (SQLite or PostgreSQL, whichever wrote it).
+    Restore {
+        /// The backup file (`concierge-<time>.ccbk`).
+        file: std::path::PathBuf,
+        /// Read and check everything and write it in a transaction, then roll it back.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Read a Hetzner Cloud project: inventory and deployment plan (never changes anything).
+    Infra {
+        #[command(subcommand)]
+        command: infra::InfraCommand,
+    },
+    /// Ask a running server for /health (or /ready): exit 0 on 200, 1 otherwise. The image's
+    /// Docker HEALTHCHECK; opens no database.
+    Healthcheck {
+        /// Server base URL (default: http://127.0.0.1:<port of http.listen>).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Check /ready (the server's dependencies too) instead of /health.
+        #[arg(long)]
+        ready: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +160,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     {
         out!("{}", config_reference_markdown());
         return Ok(ExitCode::SUCCESS);
+    }
+    // Neither needs the configuration to be valid, nor opens the store.
+    match cli.command {
+        Command::Infra { command } => return infra::run(command, &env, cli.global.json).await,
+        Command::Healthcheck { url, ready } => {
+            let config_file = cli.global.config.as_deref();
+            let json = cli.global.json;
+            return Ok(healthcheck::run(url, ready, config_file, &env, &overrides, json).await);
+        }
+        _ => {}
     }
     let loaded = config::load(cli.global.config.as_deref(), &env, &overrides)
         .context("loading configuration")?;
@@ -199,7 +237,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => simulate::sms(&settings, &from, &to, &body, url, sid, json).await,
         Command::Chat { tenant, as_phone } => chat::run(&settings, &tenant, as_phone, json).await,
+        Command::Backup { command } => backup::run(&settings, command, json).await,
+        Command::Restore { file, dry_run } => {
+            backup::restore(&settings, &file, dry_run, json).await
+        }
         Command::Config { .. } => Ok(ExitCode::SUCCESS),
+        // Dispatched before the configuration is loaded.
+        Command::Infra { .. } | Command::Healthcheck { .. } => Ok(ExitCode::SUCCESS),
     }
 }
 

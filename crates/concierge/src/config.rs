@@ -23,12 +23,13 @@ const TEST_PREFIX: &str = "CONCIERGE_TEST_";
 /// `<VAR>_FILE` names a file holding the secret `<VAR>`.
 const FILE_SUFFIX: &str = "_FILE";
 /// Dotted keys of the settings that hold secrets.
-const SECRET_KEYS: [&str; 5] = [
+const SECRET_KEYS: [&str; 6] = [
     "database_url",
     "redis_url",
     "master_key",
     "twilio.auth_token",
     "llm.api_key",
+    "backup.key",
 ];
 /// What a set secret serializes as.
 const REDACTED: &str = "<redacted>";
@@ -65,6 +66,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub database: DatabaseSettings,
     pub llm: LlmSettings,
+    pub backup: BackupSettings,
 }
 
 impl Default for Settings {
@@ -84,6 +86,7 @@ impl Default for Settings {
             worker: WorkerSettings::default(),
             database: DatabaseSettings::default(),
             llm: LlmSettings::default(),
+            backup: BackupSettings::default(),
         }
     }
 }
@@ -259,6 +262,9 @@ pub struct LlmSettings {
     pub max_tool_rounds: u32,
     pub max_tokens: u32,
     pub system_prompt: String,
+    /// Mask e-mail addresses, phone numbers and card numbers before text reaches the model
+    /// (restored in its reply).
+    pub redact_pii: bool,
 }
 
 impl Default for LlmSettings {
@@ -277,8 +283,53 @@ impl Default for LlmSettings {
             max_tool_rounds: engine.max_tool_rounds,
             max_tokens: engine.max_tokens,
             system_prompt: engine.system_prompt,
+            redact_pii: engine.redact_pii,
         }
     }
+}
+
+/// Backups: where they go, the key that encrypts them, the daily schedule and retention.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupSettings {
+    /// Directory of backup files; unset means `<data_dir>/backups`.
+    pub dir: Option<PathBuf>,
+    /// Base64 of 32 random bytes; encrypts backup files.
+    #[serde(serialize_with = "redact")]
+    pub key: Option<SecretString>,
+    /// `HH:MM` (UTC) at which a worker takes the daily backup; unset means no schedule.
+    pub daily_at: Option<String>,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            key: None,
+            daily_at: None,
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 12,
+        }
+    }
+}
+
+impl BackupSettings {
+    /// The schedule as a time of day, if one is set (checked at load time).
+    pub fn daily_time(&self) -> Option<jiff::civil::Time> {
+        self.daily_at.as_deref().and_then(parse_hh_mm)
+    }
+}
+
+fn parse_hh_mm(s: &str) -> Option<jiff::civil::Time> {
+    let (h, m) = s.trim().split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    jiff::civil::Time::new(h.parse().ok()?, m.parse().ok()?, 0, 0).ok()
 }
 
 impl Settings {
@@ -306,6 +357,22 @@ impl Settings {
         }
         drop_if_blank(&mut self.twilio.auth_token);
         drop_if_blank(&mut self.llm.api_key);
+        drop_if_blank(&mut self.backup.key);
+        if let Some(at) = &self.backup.daily_at {
+            if at.trim().is_empty() {
+                self.backup.daily_at = None;
+            } else if parse_hh_mm(at).is_none() {
+                bail!(
+                    "backup.daily_at ({}) must be HH:MM in UTC, such as 03:30",
+                    env_name(&["backup", "daily_at"])
+                );
+            }
+        }
+        if self.backup.keep_daily + self.backup.keep_weekly + self.backup.keep_monthly == 0 {
+            bail!(
+                "backup retention keeps nothing: set at least one of backup.keep_daily, backup.keep_weekly, backup.keep_monthly"
+            );
+        }
         if self.llm.provider != LlmProvider::None {
             if self.llm.model.trim().is_empty() {
                 bail!(
@@ -1414,7 +1481,9 @@ mod tests {
         assert_eq!(docs.iter().filter(|d| d.secret).count(), SECRET_KEYS.len());
         assert!(find("CONCIERGE_LLM__API_KEY").secret);
         assert_eq!(find("CONCIERGE_LLM__PROVIDER").default, "none");
-        assert_eq!(docs.len(), 39);
+        assert!(find("CONCIERGE_BACKUP__KEY").secret);
+        assert_eq!(find("CONCIERGE_BACKUP__KEEP_DAILY").default, "7");
+        assert_eq!(docs.len(), 46);
         assert_eq!(docs[0].env, "CONCIERGE_DATA_DIR", "top-level keys first");
 
         // Suggestions rely on names being distinct once underscores are ignored.

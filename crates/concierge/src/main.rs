@@ -16,10 +16,13 @@ macro_rules! out {
 
 mod admin;
 mod app;
+mod backup;
 mod chat;
 mod cli;
 mod config;
 mod doctor;
+mod healthcheck;
+mod infra;
 mod simulate;
 mod telemetry;
 

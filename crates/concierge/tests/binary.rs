@@ -6,39 +6,12 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_concierge");
+mod support;
 
-/// Runs the binary with a clean environment plus `env`, in `dir`.
-fn concierge(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
-    command(dir, env, args).output().expect("run concierge")
-}
-
-fn command(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CONCIERGE_LOG_LEVEL", "warn")
-        .args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
+use support::{command, concierge, json, postgres_env};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -136,16 +109,6 @@ fn api_key(dir: &Path, env: &[(&str, String)], tenant: &str) -> String {
         &["admin", "api-key", "create", "--tenant", tenant, "--json"],
     );
     json(&out)["key"].as_str().expect("key").to_owned()
-}
-
-/// Settings for a PostgreSQL test database, with a master key from `seed`.
-fn postgres_env(db: &testkit::TestDb, seed: u8) -> Vec<(&'static str, String)> {
-    use base64::Engine as _;
-    let master = base64::engine::general_purpose::STANDARD.encode([seed; 32]);
-    vec![
-        ("CONCIERGE_DATABASE_URL", db.url().to_owned()),
-        ("CONCIERGE_MASTER_KEY", master),
-    ]
 }
 
 /// Starts `serve` and waits until `/ready` answers 200.
@@ -311,6 +274,22 @@ fn drive(dir: &Path, mut env: Vec<(&'static str, String)>) {
     assert!(
         metrics.contains("concierge_inbound_messages_total"),
         "{metrics}"
+    );
+    // The admin listener answers liveness too (the worker's health check), and so does
+    // `concierge healthcheck` pointed at it.
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{admin}/health"), None).0,
+        200
+    );
+    let check = concierge(
+        dir,
+        &env,
+        &["healthcheck", "--url", &format!("http://127.0.0.1:{admin}")],
+    );
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
     );
 
     // SIGTERM: a graceful stop with exit code 0.

@@ -1,5 +1,6 @@
-//! Small clients for external services: Twilio REST, pacing.
+//! Small clients for external services: Twilio REST, Hetzner Cloud (read-only), pacing.
 
+pub mod hetzner;
 pub mod pacing;
 pub mod twilio;
 

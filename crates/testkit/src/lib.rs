@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod db;
+pub mod fake_hetzner;
 pub mod fake_llm;
 pub mod fake_twilio;
 

@@ -1,6 +1,7 @@
 //! Integration tests: the Twilio client against the fake Twilio server, and the pacers
 //! (the Redis ones against a real Redis at 127.0.0.1:6379).
 
+mod hetzner;
 mod pacing;
 mod twilio;
 

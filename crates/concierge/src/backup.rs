@@ -1,0 +1,1139 @@
+//! `concierge backup` and `concierge restore`: logical backups, portable between SQLite and
+//! PostgreSQL, encrypted with the backup key, checksummed, verified by a restore dry run, and
+//! rotated (daily, weekly, monthly).
+//!
+//! A backup file is `concierge-<UTC time to the millisecond>.ccbk`, encrypted by `crypto::backup` (an
+//! authenticated chunk stream). Its plaintext is JSON lines:
+//!
+//! ```text
+//! {"format":"concierge-backup","version":1,"created_at":..,"source":"postgres","tables":[..]}
+//! {"table":"tenants"}
+//! ["0193…", "Acme", 1763776800000]          one array per row, in the table's column order
+//! …
+//! {"end":{"rows":{"tenants":2,…},"sha256":"…"}}   SHA-256 of every line before this one
+//! ```
+//!
+//! Next to it, `<file>.sha256` holds the SHA-256 of the encrypted file in `sha256sum` format,
+//! so copies can be checked without the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use crypto::backup::{BackupKey, FRAME_PREFIX_LEN, HEADER_LEN, Opener, Sealer};
+use crypto::{CryptoError, KeyId};
+use jiff::Timestamp;
+use secrecy::ExposeSecret as _;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use store::snapshot::{Cell, ColumnKind, Row, TABLES, TableSpec};
+use store::{RestoreCounts, SnapshotSink, SnapshotSource, StoreError, Stores};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader, BufWriter};
+
+use crate::config::Settings;
+
+const FORMAT: &str = "concierge-backup";
+const VERSION: u64 = 1;
+const EXTENSION: &str = "ccbk";
+const PREFIX: &str = "concierge-";
+/// Plaintext gathered before a chunk is sealed.
+const CHUNK: usize = 256 * 1024;
+pub const BACKUP_KEY_FILE: &str = "backup.key";
+
+/// How often long runs report progress on stderr.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Where backups go and how they are kept.
+#[derive(Clone, Debug)]
+pub struct BackupConfig {
+    pub dir: PathBuf,
+    pub key: BackupKey,
+    pub retention: Retention,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub daily: usize,
+    pub weekly: usize,
+    pub monthly: usize,
+}
+
+impl BackupConfig {
+    /// The configured backup settings. The embedded default generates a backup key into the
+    /// data directory on first use; with PostgreSQL the key must be configured.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let dir = settings
+            .backup
+            .dir
+            .clone()
+            .unwrap_or_else(|| settings.data_dir.join("backups"));
+        let encoded = match &settings.backup.key {
+            Some(key) => key.expose_secret().to_owned(),
+            None if settings.is_embedded() => crate::app::data_dir_secret(
+                &settings.data_dir,
+                BACKUP_KEY_FILE,
+                || BackupKey::generate().to_base64(),
+                "backup key",
+            )?,
+            None => bail!(
+                "CONCIERGE_BACKUP__KEY (or CONCIERGE_BACKUP__KEY_FILE) is required with PostgreSQL \
+                 (base64 of 32 random bytes: `openssl rand -base64 32`); keep it apart from the backups"
+            ),
+        };
+        let key = BackupKey::from_base64(&encoded)
+            .map_err(|e| anyhow::anyhow!("CONCIERGE_BACKUP__KEY: {e}"))?;
+        Ok(Self {
+            dir,
+            key,
+            retention: Retention {
+                daily: settings.backup.keep_daily as usize,
+                weekly: settings.backup.keep_weekly as usize,
+                monthly: settings.backup.keep_monthly as usize,
+            },
+        })
+    }
+}
+
+/// A backup just written.
+#[derive(Debug, serde::Serialize)]
+pub struct Created {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
+    pub rows: BTreeMap<&'static str, u64>,
+    pub seconds: f64,
+}
+
+/// What a verification or restore read.
+#[derive(Debug, serde::Serialize)]
+pub struct Checked {
+    pub path: PathBuf,
+    pub created_at: String,
+    pub source: String,
+    pub rows: BTreeMap<&'static str, u64>,
+    /// Master keys that wrap the backup's tenant data keys (needed to read them).
+    pub master_keys: Vec<String>,
+}
+
+// --- writing ------------------------------------------------------------------------------
+
+struct FileSink {
+    out: BufWriter<tokio::fs::File>,
+    sealer: Sealer,
+    pending: Vec<u8>,
+    plain_hash: Sha256,
+    file_hash: Sha256,
+    bytes: u64,
+    rows: BTreeMap<&'static str, u64>,
+    current: Option<&'static TableSpec>,
+    progress: Progress,
+}
+
+impl FileSink {
+    async fn line(&mut self, value: &Value) -> Result<(), String> {
+        let mut line = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        self.plain_hash.update(&line);
+        self.pending.extend_from_slice(&line);
+        if self.pending.len() >= CHUNK {
+            let chunk = std::mem::take(&mut self.pending);
+            self.write_chunk(&chunk, false).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_chunk(&mut self, plain: &[u8], last: bool) -> Result<(), String> {
+        let frame = self.sealer.seal(plain, last).map_err(|e| e.to_string())?;
+        self.write_raw(&frame).await
+    }
+
+    async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.file_hash.update(bytes);
+        self.bytes += bytes.len() as u64;
+        self.out
+            .write_all(bytes)
+            .await
+            .map_err(|e| format!("writing the backup: {e}"))
+    }
+}
+
+#[async_trait]
+impl SnapshotSink for FileSink {
+    async fn table(&mut self, table: &'static TableSpec) -> Result<(), String> {
+        self.current = Some(table);
+        self.rows.insert(table.name, 0);
+        self.line(&json!({ "table": table.name })).await
+    }
+
+    async fn row(&mut self, row: Row) -> Result<(), String> {
+        let table = self.current.ok_or("a row before any table")?;
+        let value = Value::Array(row.into_iter().map(cell_to_json).collect());
+        self.line(&value).await?;
+        let n = self.rows.entry(table.name).or_default();
+        *n += 1;
+        let n = *n;
+        self.progress
+            .tick(|| format!("backup: {} {n} rows", table.name));
+        Ok(())
+    }
+}
+
+fn cell_to_json(cell: Cell) -> Value {
+    match cell {
+        Cell::Null => Value::Null,
+        Cell::Uuid(u) => Value::String(u.to_string()),
+        Cell::Int(v) => Value::from(v),
+        Cell::Bool(v) => Value::Bool(v),
+        Cell::Text(v) | Cell::Json(v) => Value::String(v),
+        Cell::Bytes(v) => Value::String(STANDARD.encode(v)),
+    }
+}
+
+/// Reports progress on stderr at most every [`PROGRESS_EVERY`], when enabled.
+struct Progress {
+    enabled: bool,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            last: Instant::now(),
+        }
+    }
+
+    fn tick(&mut self, message: impl FnOnce() -> String) {
+        if self.enabled && self.last.elapsed() >= PROGRESS_EVERY {
+            self.last = Instant::now();
+            eprintln!("{}", message());
+        }
+    }
+}
+
+fn file_name(at: Timestamp) -> String {
+    format!("{PREFIX}{}.{EXTENSION}", at.strftime("%Y%m%dT%H%M%S%.3fZ"))
+}
+
+/// Writes a backup of the whole database into `config.dir`.
+pub async fn create(
+    stores: &Stores,
+    config: &BackupConfig,
+    show_progress: bool,
+) -> anyhow::Result<Created> {
+    let started = Instant::now();
+    tokio::fs::create_dir_all(&config.dir)
+        .await
+        .with_context(|| format!("creating {}", config.dir.display()))?;
+    let now = Timestamp::now();
+    let final_path = config.dir.join(file_name(now));
+    if tokio::fs::try_exists(&final_path).await.unwrap_or(false) {
+        bail!("{} already exists", final_path.display());
+    }
+    let partial = config.dir.join(format!(".{}.partial", file_name(now)));
+    let result = write_backup(stores, config, now, &partial, show_progress).await;
+    let sink = match result {
+        Ok(sink) => sink,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+    };
+    tokio::fs::rename(&partial, &final_path)
+        .await
+        .with_context(|| format!("renaming to {}", final_path.display()))?;
+    let sha256 = hex::encode(sink.file_hash.finalize());
+    let sidecar = format!(
+        "{sha256}  {}\n",
+        final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    tokio::fs::write(sidecar_path(&final_path), sidecar)
+        .await
+        .context("writing the checksum file")?;
+    sync_dir(&config.dir).await;
+    metrics::counter!("concierge_backups_total", "outcome" => "created").increment(1);
+    Ok(Created {
+        path: final_path,
+        bytes: sink.bytes,
+        sha256,
+        rows: sink.rows,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn write_backup(
+    stores: &Stores,
+    config: &BackupConfig,
+    now: Timestamp,
+    path: &Path,
+    show_progress: bool,
+) -> anyhow::Result<FileSink> {
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .await
+        .with_context(|| format!("creating {}", path.display()))?;
+    let sealer = Sealer::new(&config.key);
+    let mut sink = FileSink {
+        out: BufWriter::new(file),
+        sealer,
+        pending: Vec::with_capacity(CHUNK + 4096),
+        plain_hash: Sha256::new(),
+        file_hash: Sha256::new(),
+        bytes: 0,
+        rows: BTreeMap::new(),
+        current: None,
+        progress: Progress::new(show_progress),
+    };
+    let header = sink.sealer.header().to_vec();
+    sink.write_raw(&header).await.map_err(anyhow::Error::msg)?;
+    let tables: Vec<Value> = TABLES
+        .iter()
+        .map(|t| json!({ "name": t.name, "columns": t.columns.iter().map(|c| c.name).collect::<Vec<_>>() }))
+        .collect();
+    sink.line(&json!({
+        "format": FORMAT,
+        "version": VERSION,
+        "created_at": now.to_string(),
+        "source": stores.data.backend().as_str(),
+        "tables": tables,
+    }))
+    .await
+    .map_err(anyhow::Error::msg)?;
+    stores
+        .data
+        .export_snapshot(&mut sink)
+        .await
+        .context("reading the database")?;
+    // The trailer is not part of the checksum it carries.
+    let digest = hex::encode(sink.plain_hash.clone().finalize());
+    let mut trailer =
+        serde_json::to_vec(&json!({ "end": { "rows": sink.rows, "sha256": digest } }))?;
+    trailer.push(b'\n');
+    let mut last = std::mem::take(&mut sink.pending);
+    last.extend_from_slice(&trailer);
+    while last.len() > CHUNK {
+        let rest = last.split_off(CHUNK);
+        sink.write_chunk(&last, false)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        last = rest;
+    }
+    sink.write_chunk(&last, true)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    sink.out.flush().await?;
+    sink.out.get_ref().sync_all().await?;
+    Ok(sink)
+}
+
+fn sidecar_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+async fn sync_dir(dir: &Path) {
+    if let Ok(d) = tokio::fs::File::open(dir).await {
+        let _ = d.sync_all().await;
+    }
+}
+
+/// What a restore demands of the master key that wraps the backup's tenant data keys.
+#[derive(Clone, Copy, Debug)]
+pub enum MasterCheck {
+    /// Data keys must be wrapped by this key (a real restore).
+    Expect(KeyId),
+    /// No master key is configured: a backup with data keys is refused.
+    Missing,
+    /// Any key (verification into a scratch database).
+    Any,
+}
+
+// --- reading ------------------------------------------------------------------------------
+
+/// Streams a backup file back as a snapshot, checking everything on the way: the header and
+/// key, each chunk's authentication, the schema, each row's shape, the row counts and the
+/// checksum in the trailer, and that nothing follows the last chunk.
+struct FileSource {
+    input: BufReader<tokio::fs::File>,
+    opener: Opener,
+    plain: Vec<u8>,
+    at: usize,
+    hash: Sha256,
+    pending: Option<Value>,
+    trailer: Option<Value>,
+    current: Option<&'static TableSpec>,
+    next_table: usize,
+    rows: BTreeMap<&'static str, u64>,
+    created_at: String,
+    source: String,
+    master: MasterCheck,
+    master_keys: Vec<String>,
+    progress: Progress,
+}
+
+impl FileSource {
+    async fn open(
+        path: &Path,
+        key: &BackupKey,
+        master: MasterCheck,
+        show_progress: bool,
+    ) -> anyhow::Result<Self> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut input = BufReader::new(file);
+        let mut header = [0u8; HEADER_LEN];
+        input
+            .read_exact(&mut header)
+            .await
+            .map_err(|_| anyhow::anyhow!("{}: {}", path.display(), CryptoError::NotABackup))?;
+        let opener = Opener::new(key, &header).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut source = Self {
+            input,
+            opener,
+            plain: Vec::new(),
+            at: 0,
+            hash: Sha256::new(),
+            pending: None,
+            trailer: None,
+            current: None,
+            next_table: 0,
+            rows: BTreeMap::new(),
+            created_at: String::new(),
+            source: String::new(),
+            master,
+            master_keys: Vec::new(),
+            progress: Progress::new(show_progress),
+        };
+        let first = source
+            .line()
+            .await
+            .map_err(anyhow::Error::msg)?
+            .ok_or_else(|| anyhow::anyhow!("the backup is empty"))?;
+        source.read_manifest(&first).map_err(anyhow::Error::msg)?;
+        Ok(source)
+    }
+
+    fn read_manifest(&mut self, manifest: &Value) -> Result<(), String> {
+        if manifest["format"] != FORMAT {
+            return Err("not a Concierge backup (no manifest)".into());
+        }
+        if manifest["version"] != VERSION {
+            return Err(format!(
+                "backup format version {} is not supported by this release (it reads {VERSION})",
+                manifest["version"]
+            ));
+        }
+        let expected: Vec<Value> = TABLES
+            .iter()
+            .map(|t| json!({ "name": t.name, "columns": t.columns.iter().map(|c| c.name).collect::<Vec<_>>() }))
+            .collect();
+        if manifest["tables"] != Value::Array(expected) {
+            return Err(
+                "the backup's tables and columns differ from this release's schema; restore it with the release that wrote it"
+                    .into(),
+            );
+        }
+        self.created_at = manifest["created_at"].as_str().unwrap_or("").to_owned();
+        self.source = manifest["source"].as_str().unwrap_or("").to_owned();
+        Ok(())
+    }
+
+    /// The next plaintext line, decrypting chunks as needed; `None` at the end of the stream.
+    async fn line(&mut self) -> Result<Option<Value>, String> {
+        loop {
+            if let Some(nl) = self.plain[self.at..].iter().position(|&b| b == b'\n') {
+                let end = self.at + nl + 1;
+                let value: Value = serde_json::from_slice(&self.plain[self.at..end])
+                    .map_err(|e| format!("damaged backup: a line is not JSON ({e})"))?;
+                // Every line but the trailer is covered by the trailer's checksum.
+                if value.get("end").is_none() {
+                    self.hash.update(&self.plain[self.at..end]);
+                }
+                self.at = end;
+                return Ok(Some(value));
+            }
+            if self.opener.finished() {
+                if self.at < self.plain.len() {
+                    return Err("damaged backup: it ends inside a line".into());
+                }
+                return Ok(None);
+            }
+            self.plain.drain(..self.at);
+            self.at = 0;
+            let chunk = self.next_chunk().await?;
+            self.plain.extend_from_slice(&chunk);
+        }
+    }
+
+    async fn next_chunk(&mut self) -> Result<Vec<u8>, String> {
+        let mut prefix = [0u8; FRAME_PREFIX_LEN];
+        self.input
+            .read_exact(&mut prefix)
+            .await
+            .map_err(|_| "damaged backup: the file is cut short".to_owned())?;
+        let frame = Opener::frame_len(prefix).map_err(|e| format!("damaged backup: {e}"))?;
+        let mut body = vec![0u8; frame.len];
+        self.input
+            .read_exact(&mut body)
+            .await
+            .map_err(|_| "damaged backup: the file is cut short".to_owned())?;
+        self.opener
+            .open(frame, &body)
+            .map_err(|e| format!("damaged backup: {e}"))
+    }
+
+    fn parse_row(&mut self, table: &'static TableSpec, items: &[Value]) -> Result<Row, String> {
+        if items.len() != table.columns.len() {
+            return Err(format!(
+                "damaged backup: a {} row has {} values, expected {}",
+                table.name,
+                items.len(),
+                table.columns.len()
+            ));
+        }
+        let bad = |column: &str| format!("damaged backup: bad value in {}.{column}", table.name);
+        let row = table
+            .columns
+            .iter()
+            .zip(items)
+            .map(|(column, item)| {
+                if item.is_null() {
+                    return Ok(Cell::Null);
+                }
+                Ok(match column.kind {
+                    ColumnKind::Uuid => Cell::Uuid(
+                        item.as_str()
+                            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                            .ok_or_else(|| bad(column.name))?,
+                    ),
+                    ColumnKind::Int => Cell::Int(item.as_i64().ok_or_else(|| bad(column.name))?),
+                    ColumnKind::Bool => Cell::Bool(item.as_bool().ok_or_else(|| bad(column.name))?),
+                    ColumnKind::Text => {
+                        Cell::Text(item.as_str().ok_or_else(|| bad(column.name))?.to_owned())
+                    }
+                    ColumnKind::Json => {
+                        Cell::Json(item.as_str().ok_or_else(|| bad(column.name))?.to_owned())
+                    }
+                    ColumnKind::Bytes => Cell::Bytes(
+                        item.as_str()
+                            .and_then(|s| STANDARD.decode(s).ok())
+                            .ok_or_else(|| bad(column.name))?,
+                    ),
+                })
+            })
+            .collect::<Result<Row, String>>()?;
+        if table.name == "tenant_keys" {
+            self.check_master_key(table, &row)?;
+        }
+        Ok(row)
+    }
+
+    fn check_master_key(&mut self, table: &TableSpec, row: &Row) -> Result<(), String> {
+        let Some(Cell::Int(kek)) = table.column("kek_id").and_then(|i| row.get(i)) else {
+            return Ok(());
+        };
+        let found = KeyId(u32::try_from(*kek).unwrap_or(0));
+        let shown = found.to_string();
+        if !self.master_keys.contains(&shown) {
+            self.master_keys.push(shown);
+        }
+        match self.master {
+            MasterCheck::Expect(expected) if expected != found => Err(format!(
+                "the backup's data keys are wrapped by master key {found}, but the configured master key is {expected}: \
+                 configure the master key of the installation that took the backup"
+            )),
+            MasterCheck::Missing => Err(format!(
+                "the backup holds encrypted data (master key {found}) and no master key is configured: \
+                 set CONCIERGE_MASTER_KEY to the master key of the installation that took the backup \
+                 (for an embedded install, the contents of its data directory's master.key)"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl SnapshotSource for FileSource {
+    async fn next_table(&mut self) -> Result<Option<&'static TableSpec>, String> {
+        // Skip what is left of the current table (only when a caller stops early).
+        while self.pending.is_none() {
+            match self.line().await? {
+                Some(v) if v.is_array() => {}
+                Some(v) => self.pending = Some(v),
+                None => return Err("damaged backup: it ends without its trailer".into()),
+            }
+        }
+        let marker = self.pending.take().unwrap_or(Value::Null);
+        if marker.get("end").is_some() {
+            self.trailer = Some(marker);
+            self.current = None;
+            return Ok(None);
+        }
+        let name = marker["table"].as_str().unwrap_or_default();
+        let expected = TABLES
+            .get(self.next_table)
+            .ok_or_else(|| format!("damaged backup: unexpected table {name}"))?;
+        if expected.name != name {
+            return Err(format!(
+                "damaged backup: expected table {}, found {name:?}",
+                expected.name
+            ));
+        }
+        self.next_table += 1;
+        self.current = Some(expected);
+        self.rows.insert(expected.name, 0);
+        Ok(Some(expected))
+    }
+
+    async fn next_rows(&mut self, max: usize) -> Result<Vec<Row>, String> {
+        let Some(table) = self.current else {
+            return Ok(Vec::new());
+        };
+        let mut rows = Vec::new();
+        while rows.len() < max && self.pending.is_none() {
+            match self.line().await? {
+                Some(Value::Array(items)) => rows.push(self.parse_row(table, &items)?),
+                Some(other) => self.pending = Some(other),
+                None => return Err("damaged backup: it ends without its trailer".into()),
+            }
+        }
+        let n = self.rows.entry(table.name).or_default();
+        *n += rows.len() as u64;
+        let n = *n;
+        self.progress
+            .tick(|| format!("restore: {} {n} rows", table.name));
+        Ok(rows)
+    }
+
+    async fn finish(&mut self) -> Result<(), String> {
+        let trailer = self
+            .trailer
+            .take()
+            .ok_or("damaged backup: it ends without its trailer")?;
+        let end = &trailer["end"];
+        let digest = hex::encode(self.hash.clone().finalize());
+        if end["sha256"].as_str() != Some(digest.as_str()) {
+            return Err("damaged backup: the checksum does not match".into());
+        }
+        for (table, n) in &self.rows {
+            if end["rows"][table].as_u64() != Some(*n) {
+                return Err(format!(
+                    "damaged backup: {table} has {n} rows, the trailer says {}",
+                    end["rows"][table]
+                ));
+            }
+        }
+        if self.line().await?.is_some() || !self.opener.finished() {
+            return Err("damaged backup: data after the trailer".into());
+        }
+        let mut extra = [0u8; 1];
+        if self.input.read(&mut extra).await.unwrap_or(0) != 0 {
+            return Err("damaged backup: bytes after the last chunk".into());
+        }
+        Ok(())
+    }
+}
+
+/// Compares the file with its `.sha256` companion, when there is one.
+async fn check_sidecar(path: &Path) -> anyhow::Result<()> {
+    let Ok(expected) = tokio::fs::read_to_string(sidecar_path(path)).await else {
+        return Ok(());
+    };
+    let expected = expected.split_whitespace().next().unwrap_or_default();
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+    }
+    if hex::encode(hash.finalize()) != expected {
+        bail!(
+            "{}: the file does not match its .sha256 checksum (damaged or incomplete copy)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Checks a backup end to end: its checksum file, then a full restore into a scratch SQLite
+/// database that is rolled back (every row decoded and checked against the schema's
+/// constraints). Needs only the backup key.
+pub async fn verify(path: &Path, key: &BackupKey, show_progress: bool) -> anyhow::Result<Checked> {
+    check_sidecar(path).await?;
+    let scratch = std::env::temp_dir().join(format!(
+        "concierge-verify-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    tokio::fs::create_dir_all(&scratch).await?;
+    let result = async {
+        let store = store_sqlite::SqliteStore::open(&scratch.join("verify.db"))
+            .await
+            .context("opening the scratch database")?;
+        store
+            .migrate()
+            .await
+            .context("migrating the scratch database")?;
+        let stores = Stores::new(store.clone());
+        let checked =
+            restore_from(&stores, path, key, MasterCheck::Any, false, show_progress).await;
+        store.close().await;
+        checked
+    }
+    .await;
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    result
+}
+
+/// Restores `path` into the configured (empty) database. With `commit = false`, a dry run
+/// against that database.
+pub async fn restore_from(
+    stores: &Stores,
+    path: &Path,
+    key: &BackupKey,
+    master: MasterCheck,
+    commit: bool,
+    show_progress: bool,
+) -> anyhow::Result<Checked> {
+    check_sidecar(path).await?;
+    let mut source = FileSource::open(path, key, master, show_progress).await?;
+    let counts: RestoreCounts = match stores.data.restore_snapshot(&mut source, commit).await {
+        Ok(c) => c,
+        Err(StoreError::Snapshot(m)) => bail!("{}: {m}", path.display()),
+        Err(StoreError::Conflict(m)) => bail!("{m}"),
+        Err(e) => return Err(anyhow::Error::new(e).context("restoring")),
+    };
+    Ok(Checked {
+        path: path.to_owned(),
+        created_at: source.created_at,
+        source: source.source,
+        rows: counts.tables.into_iter().collect(),
+        master_keys: source.master_keys,
+    })
+}
+
+// --- listing and rotation -------------------------------------------------------------------
+
+/// A backup file in the backup directory.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackupFile {
+    pub path: PathBuf,
+    pub created_at: Timestamp,
+    pub bytes: u64,
+}
+
+/// The backups in `dir`, oldest first. Other files are ignored.
+pub fn list(dir: &Path) -> anyhow::Result<Vec<BackupFile>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(at) = parse_name(&name) else {
+            continue;
+        };
+        out.push(BackupFile {
+            path: entry.path(),
+            created_at: at,
+            bytes: entry.metadata().map(|m| m.len()).unwrap_or(0),
+        });
+    }
+    out.sort_by_key(|b| b.created_at);
+    Ok(out)
+}
+
+fn parse_name(name: &str) -> Option<Timestamp> {
+    let stamp = name
+        .strip_prefix(PREFIX)?
+        .strip_suffix(&format!(".{EXTENSION}"))?;
+    jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S%.fZ", stamp)
+        .or_else(|_| jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", stamp))
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// The period (year and day, ISO week or month) a time falls in.
+type PeriodOf = fn(&jiff::Zoned) -> (i32, i32);
+
+/// Which backups a grandfather-father-son policy keeps: the newest of each of the last
+/// `daily` days, `weekly` ISO weeks and `monthly` months that have a backup.
+pub fn keep(created: &[Timestamp], retention: Retention) -> Vec<bool> {
+    let mut keep = vec![false; created.len()];
+    let mut order: Vec<usize> = (0..created.len()).collect();
+    order.sort_by(|a, b| created[*b].cmp(&created[*a]));
+    let periods: [(usize, PeriodOf); 3] = [
+        (retention.daily, |z| {
+            (i32::from(z.year()), i32::from(z.day_of_year()))
+        }),
+        (retention.weekly, |z| {
+            let w = z.date().iso_week_date();
+            (i32::from(w.year()), i32::from(w.week()))
+        }),
+        (retention.monthly, |z| {
+            (i32::from(z.year()), i32::from(z.month()))
+        }),
+    ];
+    for (count, period) in periods {
+        let mut seen = Vec::new();
+        for &i in &order {
+            let p = period(&created[i].to_zoned(jiff::tz::TimeZone::UTC));
+            if seen.contains(&p) {
+                continue;
+            }
+            if seen.len() == count {
+                break;
+            }
+            seen.push(p);
+            keep[i] = true;
+        }
+    }
+    keep
+}
+
+/// Deletes the backups the policy does not keep; returns them.
+pub fn rotate(dir: &Path, retention: Retention) -> anyhow::Result<Vec<PathBuf>> {
+    let files = list(dir)?;
+    let created: Vec<Timestamp> = files.iter().map(|f| f.created_at).collect();
+    let mut removed = Vec::new();
+    for (file, kept) in files.iter().zip(keep(&created, retention)) {
+        if kept {
+            continue;
+        }
+        std::fs::remove_file(&file.path)
+            .with_context(|| format!("removing {}", file.path.display()))?;
+        let _ = std::fs::remove_file(sidecar_path(&file.path));
+        removed.push(file.path.clone());
+    }
+    Ok(removed)
+}
+
+// --- the commands ---------------------------------------------------------------------------
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BackupCommand {
+    /// Back up the whole database now, verify the file by a restore dry run, then rotate.
+    Create {
+        /// Directory for this backup (default: backup.dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Skip the verification (not recommended).
+        #[arg(long)]
+        no_verify: bool,
+        /// Keep every backup in the directory.
+        #[arg(long)]
+        no_rotate: bool,
+    },
+    /// The backups in the backup directory, oldest first.
+    List {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Check a backup: its checksum file, its encryption, and a full restore into a scratch
+    /// database that is thrown away.
+    Verify { file: PathBuf },
+}
+
+pub async fn run(
+    settings: &Settings,
+    command: BackupCommand,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let mut config = BackupConfig::from_settings(settings)?;
+    match command {
+        BackupCommand::Create {
+            dir,
+            no_verify,
+            no_rotate,
+        } => {
+            if let Some(dir) = dir {
+                config.dir = dir;
+            }
+            let stores = crate::app::connect_store(settings, false).await?;
+            let status = stores.data.migration_status().await?;
+            if !status.is_current() {
+                bail!(
+                    "the database is not migrated ({} of {} migrations): run `concierge migrate` first",
+                    status.applied,
+                    status.known
+                );
+            }
+            let created = create(&stores, &config, !json).await?;
+            let verified = if no_verify {
+                None
+            } else {
+                Some(
+                    verify(&created.path, &config.key, !json)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "{} was written but failed verification",
+                                created.path.display()
+                            )
+                        })?,
+                )
+            };
+            let removed = if no_rotate {
+                Vec::new()
+            } else {
+                rotate(&config.dir, config.retention)?
+            };
+            if json {
+                out!(
+                    "{}",
+                    json!({
+                        "path": created.path,
+                        "bytes": created.bytes,
+                        "sha256": created.sha256,
+                        "rows": created.rows,
+                        "seconds": created.seconds,
+                        "verified": verified.is_some(),
+                        "key_id": config.key.id().to_string(),
+                        "removed": removed,
+                    })
+                );
+            } else {
+                let total: u64 = created.rows.values().sum();
+                out!(
+                    "backup written: {} ({} bytes, {total} rows, {:.2} s, backup key {})",
+                    created.path.display(),
+                    created.bytes,
+                    created.seconds,
+                    config.key.id()
+                );
+                out!("sha256: {}", created.sha256);
+                if verified.is_some() {
+                    out!("verified: restored into a scratch database and checked");
+                }
+                for path in removed {
+                    out!("rotated out: {}", path.display());
+                }
+            }
+        }
+        BackupCommand::List { dir } => {
+            let dir = dir.unwrap_or(config.dir);
+            let files = list(&dir)?;
+            if json {
+                out!("{}", serde_json::to_string(&files)?);
+            } else if files.is_empty() {
+                out!("no backups in {}", dir.display());
+            } else {
+                for f in files {
+                    out!(
+                        "{}  {:>12} bytes  {}",
+                        f.created_at,
+                        f.bytes,
+                        f.path.display()
+                    );
+                }
+            }
+        }
+        BackupCommand::Verify { file } => {
+            let checked = verify(&file, &config.key, !json).await?;
+            print_checked(&checked, "verified", json)?;
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn print_checked(checked: &Checked, what: &str, json: bool) -> anyhow::Result<()> {
+    if json {
+        out!("{}", serde_json::to_string(checked)?);
+    } else {
+        let total: u64 = checked.rows.values().sum();
+        out!(
+            "{what}: {} (taken {} from {}, {total} rows)",
+            checked.path.display(),
+            checked.created_at,
+            checked.source
+        );
+        for (table, n) in &checked.rows {
+            out!("  {table:<22} {n}");
+        }
+        if !checked.master_keys.is_empty() {
+            out!(
+                "data keys wrapped by master key {}",
+                checked.master_keys.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `concierge restore FILE [--dry-run]`.
+pub async fn restore(
+    settings: &Settings,
+    file: &Path,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let config = BackupConfig::from_settings(settings)?;
+    // The restored rows are readable only with the master key that wrapped their data keys;
+    // never generate a new one here.
+    let master = match &settings.master_key {
+        Some(key) => Some(key.expose_secret().to_owned()),
+        None if settings.is_embedded() => {
+            std::fs::read_to_string(settings.data_dir.join(crate::app::MASTER_KEY_FILE)).ok()
+        }
+        None => None,
+    };
+    let master = match master {
+        Some(m) => MasterCheck::Expect(
+            crypto::MasterKey::from_base64(&m)
+                .map_err(|e| anyhow::anyhow!("CONCIERGE_MASTER_KEY: {e}"))?
+                .id(),
+        ),
+        None => MasterCheck::Missing,
+    };
+    let stores = crate::app::open_store(settings).await?;
+    let checked = restore_from(&stores, file, &config.key, master, !dry_run, !json).await?;
+    print_checked(
+        &checked,
+        if dry_run {
+            "dry run, nothing kept"
+        } else {
+            "restored"
+        },
+        json,
+    )?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+// --- the scheduled job ----------------------------------------------------------------------
+
+/// What a worker runs for the daily backup job: create, verify, rotate.
+pub struct ScheduledBackup {
+    pub stores: Stores,
+    pub config: BackupConfig,
+}
+
+#[async_trait]
+impl jobs::Maintenance for ScheduledBackup {
+    async fn backup(&self) -> Result<(), String> {
+        let created = create(&self.stores, &self.config, false)
+            .await
+            .map_err(|e| format!("backup failed: {e:#}"))?;
+        if let Err(e) = verify(&created.path, &self.config.key, false).await {
+            metrics::counter!("concierge_backups_total", "outcome" => "verify_failed").increment(1);
+            return Err(format!(
+                "backup {} failed verification: {e:#}",
+                created.path.display()
+            ));
+        }
+        metrics::gauge!("concierge_backup_last_success_timestamp_seconds")
+            .set(Timestamp::now().as_second() as f64);
+        metrics::gauge!("concierge_backup_last_size_bytes").set(created.bytes as f64);
+        let removed = rotate(&self.config.dir, self.config.retention)
+            .map_err(|e| format!("rotating backups: {e:#}"))?;
+        tracing::info!(
+            path = %created.path.display(),
+            bytes = created.bytes,
+            seconds = created.seconds,
+            removed = removed.len(),
+            "backup taken and verified"
+        );
+        Ok(())
+    }
+}
+
+/// Shared handle for the worker.
+pub fn maintenance(stores: Stores, config: BackupConfig) -> Arc<dyn jobs::Maintenance> {
+    Arc::new(ScheduledBackup { stores, config })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let t = at("2026-11-22T03:15:09.250Z");
+        assert_eq!(file_name(t), "concierge-20261122T031509.250Z.ccbk");
+        assert_eq!(parse_name(&file_name(t)), Some(t));
+        assert_eq!(
+            parse_name("concierge-20261122T031509Z.ccbk"),
+            Some(at("2026-11-22T03:15:09Z"))
+        );
+        assert_eq!(parse_name("concierge-20261122T031509Z.ccbk.sha256"), None);
+        assert_eq!(parse_name(".concierge-20261122T031509Z.ccbk.partial"), None);
+        assert_eq!(parse_name("notes.txt"), None);
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_per_day_week_and_month() {
+        // Two backups a day for 400 days.
+        let start = at("2025-10-19T01:00:00Z");
+        let created: Vec<Timestamp> = (0..800)
+            .map(|i| start + jiff::SignedDuration::from_hours(12 * i))
+            .collect();
+        let kept = keep(
+            &created,
+            Retention {
+                daily: 7,
+                weekly: 4,
+                monthly: 12,
+            },
+        );
+        let kept: Vec<Timestamp> = created
+            .iter()
+            .zip(&kept)
+            .filter(|(_, k)| **k)
+            .map(|(t, _)| *t)
+            .collect();
+        // 7 days, plus weeks and months not already covered: at most 7 + 4 + 12.
+        assert!(kept.len() <= 23 && kept.len() >= 12, "{}", kept.len());
+        let newest = *created.last().unwrap();
+        assert!(kept.contains(&newest));
+        // The newest backup of each of the last 7 days.
+        for d in 0..7 {
+            let day = newest - jiff::SignedDuration::from_hours(24 * d);
+            assert!(kept.contains(&day), "day -{d}");
+        }
+        // Nothing older than 12 months (plus the month in progress).
+        let oldest = kept.iter().min().unwrap();
+        assert!(newest.duration_since(*oldest) < jiff::SignedDuration::from_hours(24 * 366));
+        // The older of two backups of one day is never kept.
+        assert!(!kept.contains(&(newest - jiff::SignedDuration::from_hours(12))));
+    }
+
+    #[test]
+    fn retention_of_a_few_backups_keeps_them_all() {
+        let created = vec![at("2026-11-20T03:00:00Z"), at("2026-11-21T03:00:00Z")];
+        assert_eq!(
+            keep(
+                &created,
+                Retention {
+                    daily: 7,
+                    weekly: 4,
+                    monthly: 12
+                }
+            ),
+            vec![true, true]
+        );
+    }
+}
