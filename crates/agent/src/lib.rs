@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use domain::{Channel, ConversationId, Direction, EndUserId, MessageId, TenantId};
 use store::Store;
 
-pub use llm_engine::{LlmEngine, LlmEngineConfig};
+pub use llm_engine::{Budget, LlmEngine, LlmEngineConfig, Prices};
 
 /// The tool (and turn label) that hands a conversation to a member of staff.
 pub const HANDOFF_TOOL: &str = "hand_off_to_human";

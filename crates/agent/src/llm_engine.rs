@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use domain::{Channel, Direction};
 use llm::{ChatModel, ChatRequest, LlmError, Message, Part, Role, ToolCall, ToolChoice, ToolSpec};
 use serde_json::json;
-use store::Store;
+use store::{ModelUsage, Store};
 
 use crate::redact::Redactions;
 use crate::{
@@ -37,6 +37,71 @@ pub struct LlmEngineConfig {
     /// Mask e-mail addresses, phone numbers and card numbers before they reach the model,
     /// and restore them in its reply.
     pub redact_pii: bool,
+    /// What the model costs, for accounting and budgets.
+    pub prices: Prices,
+    /// Daily spending limits; over one, the turn is answered with `budget.message`.
+    pub budget: Budget,
+}
+
+/// US dollars per million tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Prices {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+impl Prices {
+    /// The cost of `usage` in US dollars times 1,000,000 (dollars per million tokens is
+    /// micro-dollars per token).
+    #[must_use]
+    pub fn cost_micros(&self, input_tokens: u64, output_tokens: u64) -> u64 {
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let micros = (input_tokens as f64 * self.input_per_mtok
+            + output_tokens as f64 * self.output_per_mtok)
+            .round()
+            .max(0.0) as u64;
+        micros
+    }
+
+    fn is_set(&self) -> bool {
+        self.input_per_mtok > 0.0 || self.output_per_mtok > 0.0
+    }
+}
+
+/// Daily model budgets in US dollars (0 means none), per tenant and per end user, in UTC days.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Budget {
+    pub tenant_daily_usd: f64,
+    pub end_user_daily_usd: f64,
+    /// The reply when a budget is spent.
+    pub message: String,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            tenant_daily_usd: 0.0,
+            end_user_daily_usd: 0.0,
+            message: "Sorry, I can't answer more messages today. A member of our team will get back to you."
+                .into(),
+        }
+    }
+}
+
+impl Budget {
+    fn is_set(&self) -> bool {
+        self.tenant_daily_usd > 0.0 || self.end_user_daily_usd > 0.0
+    }
+}
+
+fn usd_to_micros(usd: f64) -> u64 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let micros = (usd * 1_000_000.0).round().max(0.0) as u64;
+    micros
 }
 
 impl Default for LlmEngineConfig {
@@ -52,12 +117,16 @@ impl Default for LlmEngineConfig {
             tool_timeout: Duration::from_secs(5),
             max_tokens: 400,
             redact_pii: false,
+            prices: Prices::default(),
+            budget: Budget::default(),
         }
     }
 }
 
 pub struct LlmEngine {
     model: Arc<dyn ChatModel>,
+    /// Answers to identical requests, kept apart per tenant.
+    cache: Option<Arc<llm::ResponseCache>>,
     store: Arc<dyn Store>,
     offline: Arc<dyn TurnEngine>,
     config: LlmEngineConfig,
@@ -73,10 +142,19 @@ impl LlmEngine {
     ) -> Self {
         Self {
             model,
+            cache: None,
             store,
             offline,
             config,
         }
+    }
+
+    /// Serves identical requests (same tenant, instructions, history, tools and settings)
+    /// from `cache` for its time to live.
+    #[must_use]
+    pub fn with_cache(mut self, cache: Arc<llm::ResponseCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     fn tools() -> Vec<ToolSpec> {
@@ -209,7 +287,16 @@ impl LlmEngine {
         &self,
         input: &TurnInput,
         tools: &mut Vec<&'static str>,
+        spent: &mut ModelUsage,
     ) -> Result<String, LlmError> {
+        let scoped;
+        let model: &dyn ChatModel = match &self.cache {
+            Some(cache) => {
+                scoped = cache.scoped(input.tenant_id.to_string());
+                &scoped
+            }
+            None => self.model.as_ref(),
+        };
         let mut pii = self.config.redact_pii.then(Redactions::new);
         let mut request = self.request(input, &mut pii);
         for round in 0..=self.config.max_tool_rounds {
@@ -218,13 +305,27 @@ impl LlmEngine {
                 request.tool_choice = ToolChoice::None;
             }
             let started = Instant::now();
-            let response = self.model.complete(&request).await?;
+            let response = model.complete(&request).await?;
             metrics::histogram!("concierge_model_seconds", "provider" => self.model.provider().to_owned())
                 .record(started.elapsed().as_secs_f64());
-            metrics::counter!("concierge_model_tokens_total", "provider" => self.model.provider().to_owned(), "kind" => "input")
-                .increment(response.usage.input_tokens);
-            metrics::counter!("concierge_model_tokens_total", "provider" => self.model.provider().to_owned(), "kind" => "output")
-                .increment(response.usage.output_tokens);
+            if !response.usage.from_cache {
+                let tenant = input.tenant_id.to_string();
+                let provider = self.model.provider().to_owned();
+                metrics::counter!("concierge_model_tokens_total", "provider" => provider.clone(), "tenant" => tenant.clone(), "kind" => "input")
+                    .increment(response.usage.input_tokens);
+                metrics::counter!("concierge_model_tokens_total", "provider" => provider.clone(), "tenant" => tenant.clone(), "kind" => "output")
+                    .increment(response.usage.output_tokens);
+                let cost = self
+                    .config
+                    .prices
+                    .cost_micros(response.usage.input_tokens, response.usage.output_tokens);
+                metrics::counter!("concierge_model_cost_microusd_total", "provider" => provider, "tenant" => tenant)
+                    .increment(cost);
+                spent.calls += 1;
+                spent.input_tokens += response.usage.input_tokens;
+                spent.output_tokens += response.usage.output_tokens;
+                spent.cost_micros += cost;
+            }
             let calls: Vec<ToolCall> = response.tool_calls().into_iter().cloned().collect();
             if calls.is_empty() || request.tool_choice == ToolChoice::None {
                 let reply = response.text().trim().to_owned();
@@ -275,11 +376,70 @@ fn tool_label(name: &str) -> &'static str {
     }
 }
 
+impl LlmEngine {
+    /// Which daily budget, if any, is already spent. A store failure does not block the
+    /// turn (it is logged): a budget is a brake, not a dependency.
+    async fn budget_spent(&self, input: &TurnInput) -> Option<&'static str> {
+        let budget = &self.config.budget;
+        if !budget.is_set() {
+            return None;
+        }
+        let day = store::utc_day(jiff::Timestamp::now());
+        let totals = match self
+            .store
+            .model_usage_on(input.tenant_id, input.end_user_id, day)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read today's model usage; the budget is not checked");
+                return None;
+            }
+        };
+        let over = |limit: f64, spent: u64| limit > 0.0 && spent >= usd_to_micros(limit);
+        if over(budget.tenant_daily_usd, totals.tenant.cost_micros) {
+            Some("tenant")
+        } else if over(budget.end_user_daily_usd, totals.end_user.cost_micros) {
+            Some("end_user")
+        } else {
+            None
+        }
+    }
+
+    /// Persists what the turn spent, when accounting is on (prices or budgets configured).
+    async fn account(&self, input: &TurnInput, spent: ModelUsage) {
+        if spent.calls == 0 || !(self.config.prices.is_set() || self.config.budget.is_set()) {
+            return;
+        }
+        let day = store::utc_day(jiff::Timestamp::now());
+        if let Err(e) = self
+            .store
+            .record_model_usage(input.tenant_id, input.end_user_id, day, spent)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record model usage");
+        }
+    }
+}
+
 #[async_trait]
 impl TurnEngine for LlmEngine {
     async fn run(&self, input: TurnInput) -> Result<TurnOutput, TurnError> {
+        if let Some(scope) = self.budget_spent(&input).await {
+            // Never a silent failure: the customer gets a polite answer, operators an event.
+            tracing::warn!(tenant = %input.tenant_id, scope, "daily model budget spent; answered with the budget message");
+            metrics::counter!("concierge_budget_refusals_total", "scope" => scope).increment(1);
+            return Ok(TurnOutput {
+                reply: Some(truncate_chars(&self.config.budget.message, MAX_REPLY_CHARS)),
+                answered_by: "budget",
+                tools: Vec::new(),
+            });
+        }
         let mut tools = Vec::new();
-        match self.converse(&input, &mut tools).await {
+        let mut spent = ModelUsage::default();
+        let result = self.converse(&input, &mut tools, &mut spent).await;
+        self.account(&input, spent).await;
+        match result {
             Ok(reply) if !reply.is_empty() => Ok(TurnOutput {
                 reply: Some(truncate_chars(&reply, MAX_REPLY_CHARS)),
                 answered_by: "llm",

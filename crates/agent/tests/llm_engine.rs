@@ -52,6 +52,15 @@ fn engine(stores: &Stores, fake: &FakeOpenAi, rounds: u32) -> LlmEngine {
 }
 
 fn engine_with(stores: &Stores, fake: &FakeOpenAi, config: LlmEngineConfig) -> LlmEngine {
+    let (engine, _) = engine_and_model(stores, fake, config);
+    engine
+}
+
+fn engine_and_model(
+    stores: &Stores,
+    fake: &FakeOpenAi,
+    config: LlmEngineConfig,
+) -> (LlmEngine, Arc<dyn llm::ChatModel>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let model = OpenAiChat::new(OpenAiConfig {
         http: HttpSettings {
@@ -74,7 +83,11 @@ fn engine_with(stores: &Stores, fake: &FakeOpenAi, config: LlmEngineConfig) -> L
         stores.data.clone(),
         "Someone will call you back.".into(),
     ));
-    LlmEngine::new(Arc::new(chain), stores.data.clone(), offline, config)
+    let chain: Arc<dyn llm::ChatModel> = Arc::new(chain);
+    (
+        LlmEngine::new(chain.clone(), stores.data.clone(), offline, config),
+        chain,
+    )
 }
 
 fn input(tenant: TenantId, text: &str, history: Vec<PastMessage>) -> TurnInput {
@@ -316,6 +329,117 @@ async fn redacts_pii_before_the_model(stores: &Stores) {
     assert!(sent.contains("[CARD_1]") && sent.contains("[PHONE_1]") && sent.contains("[EMAIL_1]"));
 }
 
+/// A turn with a real end user (usage rows reference one).
+async fn real_input(stores: &Stores, t: TenantId, text: &str) -> TurnInput {
+    let conversation = testkit::web_chat_conversation(stores, t).await;
+    let end_user = stores
+        .data
+        .get_conversation(t, conversation)
+        .await
+        .unwrap()
+        .unwrap()
+        .end_user_id;
+    TurnInput {
+        conversation_id: conversation,
+        end_user_id: end_user,
+        ..input(t, text, Vec::new())
+    }
+}
+
+/// Usage is priced and recorded per end user and tenant; once a daily budget is spent the
+/// turn is answered politely without calling the model.
+async fn budgets_stop_the_model_politely(stores: &Stores) {
+    let t = tenant_with_kb(stores, "+15550002226").await;
+    let fake = FakeOpenAi::start().await;
+    fake.set_default_text("Sure.");
+    // The fake reports 10 input and 5 output tokens a call: 10 * 10 + 5 * 20 = 200 micro-dollars.
+    let config = LlmEngineConfig {
+        prices: agent::Prices {
+            input_per_mtok: 10.0,
+            output_per_mtok: 20.0,
+        },
+        budget: agent::Budget {
+            tenant_daily_usd: 0.0005,
+            end_user_daily_usd: 0.0003,
+            message: "Budget spent for today.".into(),
+        },
+        ..LlmEngineConfig::default()
+    };
+    let engine = engine_with(stores, &fake, config);
+    let alice = real_input(stores, t, "hello").await;
+    for expected in ["Sure.", "Sure.", "Budget spent for today."] {
+        let out = engine.run(alice.clone()).await.unwrap();
+        assert_eq!(out.reply.as_deref(), Some(expected));
+    }
+    assert_eq!(
+        fake.calls(),
+        2,
+        "no model call once the end user's budget is spent"
+    );
+    let day = store::utc_day(jiff::Timestamp::now());
+    let totals = stores
+        .data
+        .model_usage_on(t, alice.end_user_id, day)
+        .await
+        .unwrap();
+    assert_eq!(totals.end_user.calls, 2);
+    assert_eq!(totals.end_user.input_tokens, 20);
+    assert_eq!(totals.end_user.cost_micros, 400);
+    // Another end user of the same tenant: one more turn fits the tenant's budget (400 < 500),
+    // then the tenant's budget is spent for everybody.
+    let bob = real_input(stores, t, "hi").await;
+    let out = engine.run(bob.clone()).await.unwrap();
+    assert_eq!(out.answered_by, "llm");
+    let out = engine.run(bob).await.unwrap();
+    assert_eq!(
+        (out.reply.as_deref(), out.answered_by),
+        (Some("Budget spent for today."), "budget")
+    );
+    assert_eq!(fake.calls(), 3);
+}
+
+/// With the response cache, an identical request of the same tenant is answered without a
+/// provider call and is not billed twice; another tenant's identical request is its own.
+async fn caches_identical_requests_per_tenant(stores: &Stores) {
+    let t = tenant_with_kb(stores, "+15550002227").await;
+    let other = tenant_with_kb(stores, "+15550002228").await;
+    let fake = FakeOpenAi::start().await;
+    fake.set_default_text("We open at nine.");
+    let config = LlmEngineConfig {
+        prices: agent::Prices {
+            input_per_mtok: 1.0,
+            output_per_mtok: 1.0,
+        },
+        ..LlmEngineConfig::default()
+    };
+    let (engine, model) = engine_and_model(stores, &fake, config);
+    let engine = engine.with_cache(llm::ResponseCache::new(model, llm::CacheConfig::default()));
+    let first = real_input(stores, t, "when do you open?").await;
+    let second = real_input(stores, t, "when do you open?").await;
+    for turn in [first.clone(), second.clone()] {
+        let out = engine.run(turn).await.unwrap();
+        assert_eq!(out.reply.as_deref(), Some("We open at nine."));
+    }
+    assert_eq!(
+        fake.calls(),
+        1,
+        "the second identical request came from the cache"
+    );
+    let day = store::utc_day(jiff::Timestamp::now());
+    let billed = stores
+        .data
+        .model_usage_on(t, second.end_user_id, day)
+        .await
+        .unwrap();
+    assert_eq!(billed.end_user.calls, 0, "a cached answer is not billed");
+    assert_eq!(billed.tenant.calls, 1);
+    engine
+        .run(real_input(stores, other, "when do you open?").await)
+        .await
+        .unwrap();
+    assert_eq!(fake.calls(), 2, "tenants never share answers");
+}
+
 #[tokio::test]
 async fn sqlite_llm_engine() {
     let db = testkit::TestDb::sqlite().await;
@@ -325,6 +449,8 @@ async fn sqlite_llm_engine() {
     hands_off_with_the_tool(&stores).await;
     falls_back_to_the_offline_engine(&stores).await;
     redacts_pii_before_the_model(&stores).await;
+    budgets_stop_the_model_politely(&stores).await;
+    caches_identical_requests_per_tenant(&stores).await;
 }
 
 #[tokio::test]
@@ -336,5 +462,7 @@ async fn postgres_llm_engine() {
     hands_off_with_the_tool(&stores).await;
     falls_back_to_the_offline_engine(&stores).await;
     redacts_pii_before_the_model(&stores).await;
+    budgets_stop_the_model_politely(&stores).await;
+    caches_identical_requests_per_tenant(&stores).await;
     db.cleanup().await;
 }

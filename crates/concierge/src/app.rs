@@ -46,14 +46,30 @@ pub fn turn_engine(
         max_tool_rounds: settings.llm.max_tool_rounds,
         max_tokens: settings.llm.max_tokens,
         redact_pii: settings.llm.redact_pii,
+        prices: agent::Prices {
+            input_per_mtok: settings.llm.price_input_per_mtok,
+            output_per_mtok: settings.llm.price_output_per_mtok,
+        },
+        budget: agent::Budget {
+            tenant_daily_usd: settings.llm.tenant_daily_budget_usd,
+            end_user_daily_usd: settings.llm.end_user_daily_budget_usd,
+            message: settings.llm.budget_message.clone(),
+        },
         ..defaults
     };
-    Ok(Arc::new(agent::LlmEngine::new(
-        model,
-        stores.data.clone(),
-        offline,
-        config,
-    )))
+    let engine = agent::LlmEngine::new(model.clone(), stores.data.clone(), offline, config);
+    // Outside retries and the breaker: a hit costs no provider call at all.
+    let cache = llm::CacheConfig {
+        max_entries: settings.llm.cache_max_entries,
+        ttl: Duration::from_secs(settings.llm.cache_ttl_secs),
+        ..llm::CacheConfig::default()
+    };
+    let engine = if cache.is_enabled() {
+        engine.with_cache(llm::ResponseCache::new(model, cache))
+    } else {
+        engine
+    };
+    Ok(Arc::new(engine))
 }
 
 /// The configured provider behind retries and a circuit breaker; None without one.

@@ -373,6 +373,8 @@ struct FileSource {
     pending: Option<Value>,
     trailer: Option<Value>,
     current: Option<&'static TableSpec>,
+    /// The tables the manifest lists, in order.
+    tables: Vec<&'static TableSpec>,
     next_table: usize,
     rows: BTreeMap<&'static str, u64>,
     created_at: String,
@@ -408,6 +410,7 @@ impl FileSource {
             pending: None,
             trailer: None,
             current: None,
+            tables: Vec::new(),
             next_table: 0,
             rows: BTreeMap::new(),
             created_at: String::new(),
@@ -435,15 +438,26 @@ impl FileSource {
                 manifest["version"]
             ));
         }
-        let expected: Vec<Value> = TABLES
-            .iter()
-            .map(|t| json!({ "name": t.name, "columns": t.columns.iter().map(|c| c.name).collect::<Vec<_>>() }))
-            .collect();
-        if manifest["tables"] != Value::Array(expected) {
-            return Err(
-                "the backup's tables and columns differ from this release's schema; restore it with the release that wrote it"
-                    .into(),
-            );
+        // The backup's tables must be this release's, in its order, with the same columns;
+        // a backup from an older release may lack tables added since (they stay empty).
+        let listed = manifest["tables"]
+            .as_array()
+            .ok_or("damaged backup: the manifest lists no tables")?;
+        let mut known = TABLES.iter();
+        for entry in listed {
+            let name = entry["name"].as_str().unwrap_or_default();
+            let Some(table) = known.find(|t| t.name == name) else {
+                return Err(format!(
+                    "the backup has a table this release does not know or expects elsewhere ({name:?}); restore it with the release that wrote it"
+                ));
+            };
+            let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+            if entry["columns"] != json!(columns) {
+                return Err(format!(
+                    "the backup's columns of {name} differ from this release's; restore it with the release that wrote it"
+                ));
+            }
+            self.tables.push(table);
         }
         self.created_at = manifest["created_at"].as_str().unwrap_or("").to_owned();
         self.source = manifest["source"].as_str().unwrap_or("").to_owned();
@@ -582,7 +596,8 @@ impl SnapshotSource for FileSource {
             return Ok(None);
         }
         let name = marker["table"].as_str().unwrap_or_default();
-        let expected = TABLES
+        let expected = *self
+            .tables
             .get(self.next_table)
             .ok_or_else(|| format!("damaged backup: unexpected table {name}"))?;
         if expected.name != name {

@@ -265,6 +265,20 @@ pub struct LlmSettings {
     /// Mask e-mail addresses, phone numbers and card numbers before text reaches the model
     /// (restored in its reply).
     pub redact_pii: bool,
+    /// The model's price in US dollars per million input tokens (for accounting and budgets).
+    pub price_input_per_mtok: f64,
+    /// The model's price in US dollars per million output tokens.
+    pub price_output_per_mtok: f64,
+    /// Most a tenant may spend on the model per UTC day, in US dollars; 0 means no limit.
+    pub tenant_daily_budget_usd: f64,
+    /// Most one end user may cost per UTC day, in US dollars; 0 means no limit.
+    pub end_user_daily_budget_usd: f64,
+    /// The reply once a budget is spent.
+    pub budget_message: String,
+    /// How long an answer to an identical request is reused (per tenant); 0 turns the cache off.
+    pub cache_ttl_secs: u64,
+    /// Most answers kept by the response cache.
+    pub cache_max_entries: usize,
 }
 
 impl Default for LlmSettings {
@@ -284,6 +298,13 @@ impl Default for LlmSettings {
             max_tokens: engine.max_tokens,
             system_prompt: engine.system_prompt,
             redact_pii: engine.redact_pii,
+            price_input_per_mtok: 0.0,
+            price_output_per_mtok: 0.0,
+            tenant_daily_budget_usd: 0.0,
+            end_user_daily_budget_usd: 0.0,
+            budget_message: engine.budget.message,
+            cache_ttl_secs: 0,
+            cache_max_entries: 1000,
         }
     }
 }
@@ -358,6 +379,42 @@ impl Settings {
         drop_if_blank(&mut self.twilio.auth_token);
         drop_if_blank(&mut self.llm.api_key);
         drop_if_blank(&mut self.backup.key);
+        let money = [
+            (
+                ["llm", "price_input_per_mtok"],
+                self.llm.price_input_per_mtok,
+            ),
+            (
+                ["llm", "price_output_per_mtok"],
+                self.llm.price_output_per_mtok,
+            ),
+            (
+                ["llm", "tenant_daily_budget_usd"],
+                self.llm.tenant_daily_budget_usd,
+            ),
+            (
+                ["llm", "end_user_daily_budget_usd"],
+                self.llm.end_user_daily_budget_usd,
+            ),
+        ];
+        for (path, value) in money {
+            if !value.is_finite() || value < 0.0 {
+                bail!("{} ({}) must be 0 or more", path.join("."), env_name(&path));
+            }
+        }
+        let budgets =
+            self.llm.tenant_daily_budget_usd > 0.0 || self.llm.end_user_daily_budget_usd > 0.0;
+        let priced = self.llm.price_input_per_mtok > 0.0 || self.llm.price_output_per_mtok > 0.0;
+        if budgets && !priced {
+            bail!(
+                "a daily budget is set but the model has no price: set llm.price_input_per_mtok and llm.price_output_per_mtok ({} and {})",
+                env_name(&["llm", "price_input_per_mtok"]),
+                env_name(&["llm", "price_output_per_mtok"])
+            );
+        }
+        if budgets && self.llm.budget_message.trim().is_empty() {
+            bail!("llm.budget_message must not be empty when a budget is set");
+        }
         if let Some(at) = &self.backup.daily_at {
             if at.trim().is_empty() {
                 self.backup.daily_at = None;
@@ -1159,6 +1216,34 @@ mod tests {
     }
 
     #[test]
+    fn budgets_need_prices_and_money_is_never_negative() {
+        let Err(err) = load_env(&[("CONCIERGE_LLM__TENANT_DAILY_BUDGET_USD", "5")]) else {
+            panic!("a budget without a price is refused");
+        };
+        assert!(err.to_string().contains("no price"), "{err}");
+        let Err(err) = load_env(&[("CONCIERGE_LLM__PRICE_INPUT_PER_MTOK", "-1")]) else {
+            panic!("a negative price is refused");
+        };
+        assert!(
+            err.to_string()
+                .contains("CONCIERGE_LLM__PRICE_INPUT_PER_MTOK"),
+            "{err}"
+        );
+        let ok = load_env(&[
+            ("CONCIERGE_LLM__END_USER_DAILY_BUDGET_USD", "0.25"),
+            ("CONCIERGE_LLM__PRICE_INPUT_PER_MTOK", "2.5"),
+            ("CONCIERGE_LLM__PRICE_OUTPUT_PER_MTOK", "10"),
+        ])
+        .unwrap();
+        assert!((ok.settings.llm.end_user_daily_budget_usd - 0.25).abs() < f64::EPSILON);
+        let Err(err) = load_env(&[("CONCIERGE_BACKUP__DAILY_AT", "3h30")]) else {
+            panic!("a malformed schedule is refused");
+        };
+        assert!(err.to_string().contains("HH:MM"), "{err}");
+        assert!(load_env(&[("CONCIERGE_BACKUP__DAILY_AT", "03:30")]).is_ok());
+    }
+
+    #[test]
     fn config_file_from_env_var() {
         let file = TempFile::new("log_level = \"debug\"\n");
         let loaded = load_env(&[(CONFIG_VAR, &file.display())]).unwrap();
@@ -1483,7 +1568,7 @@ mod tests {
         assert_eq!(find("CONCIERGE_LLM__PROVIDER").default, "none");
         assert!(find("CONCIERGE_BACKUP__KEY").secret);
         assert_eq!(find("CONCIERGE_BACKUP__KEEP_DAILY").default, "7");
-        assert_eq!(docs.len(), 46);
+        assert_eq!(docs.len(), 53);
         assert_eq!(docs[0].env, "CONCIERGE_DATA_DIR", "top-level keys first");
 
         // Suggestions rely on names being distinct once underscores are ignored.

@@ -237,6 +237,7 @@ impl From<WireUsage> for Usage {
                 .saturating_add(cached),
             output_tokens: u.output_tokens.unwrap_or(0),
             cached_input_tokens: cached,
+            from_cache: false,
         }
     }
 }

@@ -272,6 +272,7 @@ impl From<WireUsage> for Usage {
             input_tokens: u.prompt_token_count.unwrap_or(0),
             output_tokens: u.candidates_token_count.unwrap_or(0),
             cached_input_tokens: u.cached_content_token_count.unwrap_or(0),
+            from_cache: false,
         }
     }
 }

@@ -2,11 +2,13 @@
 //! [`ChatRequest`] (system prompt, history with tool calls and results, tool definitions)
 //! and answers with a [`ChatResponse`], whole or streamed. Adapters speak each vendor's wire
 //! format (see `../shared/docs/PROTOCOLS.md` section 4); [`Resilient`] adds retries that
-//! honour `retry-after`, a circuit breaker per provider and an ordered fallback chain.
+//! honour `retry-after`, a circuit breaker per provider and an ordered fallback chain;
+//! [`ResponseCache`] keeps answers to identical requests for a while, per caller-named scope.
 //!
 //! Nothing here knows about tenants or storage: the agent crate decides what to send.
 
 pub mod anthropic;
+pub mod cache;
 pub mod gemini;
 mod http;
 pub mod openai;
@@ -20,6 +22,7 @@ use async_trait::async_trait;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
+pub use cache::{CacheConfig, Cached, ResponseCache};
 pub use http::HttpSettings;
 pub use resilient::{BreakerState, Provider, Resilient, RetryPolicy};
 pub use sse::SseParser;
@@ -159,7 +162,13 @@ pub enum StopReason {
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Prompt tokens the provider read from its own prompt cache (still billed, at its rate).
     pub cached_input_tokens: u64,
+    /// The answer came from our [`cache::ResponseCache`], not from a provider call: the
+    /// token counts are those of the original call, which was already billed. Callers that
+    /// count spend must skip these.
+    #[serde(default)]
+    pub from_cache: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -241,6 +241,7 @@ impl From<WireUsage> for Usage {
             input_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
             cached_input_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            from_cache: false,
         }
     }
 }

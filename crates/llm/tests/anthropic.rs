@@ -424,6 +424,7 @@ async fn tool_use_blocks_become_tool_calls() {
                 input_tokens: 50,
                 output_tokens: 30,
                 cached_input_tokens: 0,
+                from_cache: false,
             },
         }
     );
@@ -464,11 +465,13 @@ async fn usage_counts_cache_writes_and_reads_as_input() {
                 input_tokens: 180,
                 output_tokens: 20,
                 cached_input_tokens: 50,
+                from_cache: false,
             },
             Usage {
                 input_tokens: 7,
                 output_tokens: 3,
                 cached_input_tokens: 0,
+                from_cache: false,
             },
             Usage::default(),
         ]
@@ -564,6 +567,7 @@ async fn streams_text_and_a_tool_call_sent_in_fragments() {
                     input_tokens: 35,
                     output_tokens: 42,
                     cached_input_tokens: 10,
+                    from_cache: false,
                 },
             })),
         ]

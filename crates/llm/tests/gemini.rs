@@ -255,7 +255,8 @@ async fn completes_and_sends_the_wire_format() {
         Usage {
             input_tokens: 42,
             output_tokens: 7,
-            cached_input_tokens: 10
+            cached_input_tokens: 10,
+            from_cache: false,
         }
     );
 
@@ -670,7 +671,8 @@ async fn streams_text_and_function_calls() {
         Usage {
             input_tokens: 30,
             output_tokens: 12,
-            cached_input_tokens: 16
+            cached_input_tokens: 16,
+            from_cache: false,
         },
         "the last usage wins"
     );

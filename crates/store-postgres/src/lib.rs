@@ -846,6 +846,61 @@ impl Store for PgStore {
         rows.iter().map(read_kb).collect()
     }
 
+    async fn record_model_usage(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        day: i64,
+        usage: store::ModelUsage,
+    ) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "INSERT INTO model_usage_daily AS u (tenant_id, day, end_user_id, calls, input_tokens, output_tokens, cost_micros) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant_id, day, end_user_id) DO UPDATE SET \
+               calls = u.calls + excluded.calls, input_tokens = u.input_tokens + excluded.input_tokens, \
+               output_tokens = u.output_tokens + excluded.output_tokens, cost_micros = u.cost_micros + excluded.cost_micros",
+        )
+        .bind(tenant.into_uuid())
+        .bind(day)
+        .bind(end_user.into_uuid())
+        .bind(rows::to_i64(usage.calls))
+        .bind(rows::to_i64(usage.input_tokens))
+        .bind(rows::to_i64(usage.output_tokens))
+        .bind(rows::to_i64(usage.cost_micros))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn model_usage_on(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        day: i64,
+    ) -> StoreResult<store::UsageTotals> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let row = sqlx::query(
+            "SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(input_tokens), 0)::bigint AS input_tokens, \
+                    coalesce(sum(output_tokens), 0)::bigint AS output_tokens, coalesce(sum(cost_micros), 0)::bigint AS cost_micros, \
+                    coalesce(sum(calls) FILTER (WHERE end_user_id = $3), 0)::bigint AS u_calls, \
+                    coalesce(sum(input_tokens) FILTER (WHERE end_user_id = $3), 0)::bigint AS u_input_tokens, \
+                    coalesce(sum(output_tokens) FILTER (WHERE end_user_id = $3), 0)::bigint AS u_output_tokens, \
+                    coalesce(sum(cost_micros) FILTER (WHERE end_user_id = $3), 0)::bigint AS u_cost_micros \
+             FROM model_usage_daily WHERE tenant_id = $1 AND day = $2",
+        )
+        .bind(tenant.into_uuid())
+        .bind(day)
+        .bind(end_user.into_uuid())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        rows::read_usage_totals(&row)
+    }
+
     async fn export_snapshot(&self, sink: &mut dyn store::SnapshotSink) -> StoreResult<()> {
         snapshot::export(self, sink).await
     }

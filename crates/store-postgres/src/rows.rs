@@ -141,3 +141,29 @@ pub(crate) fn read_kb(row: &PgRow) -> StoreResult<KbEntry> {
         updated_at: timestamp_from_ms(get(row, "updated_at")?),
     })
 }
+
+/// A counter for a BIGINT column (saturating: no count reaches 2^63).
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn read_usage_totals(row: &PgRow) -> StoreResult<store::UsageTotals> {
+    let n = |c: &str| -> StoreResult<u64> {
+        let v: i64 = get(row, c)?;
+        Ok(u64::try_from(v).unwrap_or(0))
+    };
+    Ok(store::UsageTotals {
+        tenant: store::ModelUsage {
+            calls: n("calls")?,
+            input_tokens: n("input_tokens")?,
+            output_tokens: n("output_tokens")?,
+            cost_micros: n("cost_micros")?,
+        },
+        end_user: store::ModelUsage {
+            calls: n("u_calls")?,
+            input_tokens: n("u_input_tokens")?,
+            output_tokens: n("u_output_tokens")?,
+            cost_micros: n("u_cost_micros")?,
+        },
+    })
+}

@@ -930,6 +930,59 @@ impl Store for SqliteStore {
         rows.iter().map(read_kb).collect()
     }
 
+    async fn record_model_usage(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        day: i64,
+        usage: store::ModelUsage,
+    ) -> StoreResult<()> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO model_usage_daily (tenant_id, day, end_user_id, calls, input_tokens, output_tokens, cost_micros) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, day, end_user_id) DO UPDATE SET \
+               calls = calls + excluded.calls, input_tokens = input_tokens + excluded.input_tokens, \
+               output_tokens = output_tokens + excluded.output_tokens, cost_micros = cost_micros + excluded.cost_micros",
+        )
+        .bind(tenant.into_uuid())
+        .bind(day)
+        .bind(end_user.into_uuid())
+        .bind(rows::to_i64(usage.calls))
+        .bind(rows::to_i64(usage.input_tokens))
+        .bind(rows::to_i64(usage.output_tokens))
+        .bind(rows::to_i64(usage.cost_micros))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn model_usage_on(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        day: i64,
+    ) -> StoreResult<store::UsageTotals> {
+        let row = sqlx::query(
+            "SELECT coalesce(sum(calls), 0) AS calls, coalesce(sum(input_tokens), 0) AS input_tokens, \
+                    coalesce(sum(output_tokens), 0) AS output_tokens, coalesce(sum(cost_micros), 0) AS cost_micros, \
+                    coalesce(sum(calls) FILTER (WHERE end_user_id = ?3), 0) AS u_calls, \
+                    coalesce(sum(input_tokens) FILTER (WHERE end_user_id = ?3), 0) AS u_input_tokens, \
+                    coalesce(sum(output_tokens) FILTER (WHERE end_user_id = ?3), 0) AS u_output_tokens, \
+                    coalesce(sum(cost_micros) FILTER (WHERE end_user_id = ?3), 0) AS u_cost_micros \
+             FROM model_usage_daily WHERE tenant_id = ?1 AND day = ?2",
+        )
+        .bind(tenant.into_uuid())
+        .bind(day)
+        .bind(end_user.into_uuid())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows::read_usage_totals(&row)
+    }
+
     async fn export_snapshot(&self, sink: &mut dyn store::SnapshotSink) -> StoreResult<()> {
         snapshot::export(self, sink).await
     }

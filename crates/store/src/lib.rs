@@ -193,6 +193,25 @@ pub trait Store: Send + Sync + 'static {
     async fn search_kb(&self, tenant: TenantId, query: &str, limit: u32)
     -> StoreResult<Vec<KbHit>>;
 
+    // --- model usage ----------------------------------------------------------------------
+
+    /// Adds `usage` to the end user's row of `day` (see [`utc_day`]).
+    async fn record_model_usage(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        day: i64,
+        usage: ModelUsage,
+    ) -> StoreResult<()>;
+
+    /// The tenant's and the end user's usage on `day`.
+    async fn model_usage_on(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        day: i64,
+    ) -> StoreResult<UsageTotals>;
+
     // --- snapshots (backup and restore) --------------------------------------------------
 
     /// Streams every row of every table of [`snapshot::TABLES`], in that order, to `sink`,

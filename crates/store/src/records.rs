@@ -251,6 +251,28 @@ pub struct KbHit {
     pub score: f64,
 }
 
+/// Model usage: calls, tokens and cost (US dollars times 1,000,000).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModelUsage {
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_micros: u64,
+}
+
+/// One day's usage of a tenant as a whole and of one of its end users.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub tenant: ModelUsage,
+    pub end_user: ModelUsage,
+}
+
+/// Days since 1970-01-01 in UTC: the key of daily usage.
+#[must_use]
+pub fn utc_day(at: Timestamp) -> i64 {
+    at.as_second().div_euclid(86_400)
+}
+
 /// Milliseconds since the Unix epoch, the storage form of every timestamp.
 #[must_use]
 pub fn timestamp_from_ms(ms: i64) -> Timestamp {

@@ -38,7 +38,7 @@ pub struct TableSpec {
     pub columns: &'static [Column],
     /// Under row-level security on PostgreSQL: read and written one tenant at a time.
     pub tenant_scoped: bool,
-    /// Columns that order the rows (and make children follow their parents).
+    /// Columns that order the rows (and make children follow their parents), comma-separated.
     pub order_by: &'static str,
 }
 
@@ -216,6 +216,20 @@ pub static TABLES: &[TableSpec] = &[
         ],
         tenant_scoped: true,
         order_by: "id",
+    },
+    TableSpec {
+        name: "model_usage_daily",
+        columns: &[
+            col("tenant_id", Id),
+            col("day", Int),
+            col("end_user_id", Id),
+            col("calls", Int),
+            col("input_tokens", Int),
+            col("output_tokens", Int),
+            col("cost_micros", Int),
+        ],
+        tenant_scoped: true,
+        order_by: "tenant_id, day, end_user_id",
     },
     TableSpec {
         name: "jobs",
