@@ -64,32 +64,12 @@ pub struct Retention {
 }
 
 impl BackupConfig {
-    /// The configured backup settings. The embedded default generates a backup key into the
-    /// data directory on first use; with PostgreSQL the key must be configured.
+    /// The configured backup settings, for writing backups: the embedded default generates
+    /// a backup key into the data directory on first use; with PostgreSQL it must be set.
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        let dir = settings
-            .backup
-            .dir
-            .clone()
-            .unwrap_or_else(|| settings.data_dir.join("backups"));
-        let encoded = match &settings.backup.key {
-            Some(key) => key.expose_secret().to_owned(),
-            None if settings.is_embedded() => crate::app::data_dir_secret(
-                &settings.data_dir,
-                BACKUP_KEY_FILE,
-                || BackupKey::generate().to_base64(),
-                "backup key",
-            )?,
-            None => bail!(
-                "CONCIERGE_BACKUP__KEY (or CONCIERGE_BACKUP__KEY_FILE) is required with PostgreSQL \
-                 (base64 of 32 random bytes: `openssl rand -base64 32`); keep it apart from the backups"
-            ),
-        };
-        let key = BackupKey::from_base64(&encoded)
-            .map_err(|e| anyhow::anyhow!("CONCIERGE_BACKUP__KEY: {e}"))?;
         Ok(Self {
-            dir,
-            key,
+            dir: backup_dir(settings),
+            key: backup_key(settings, true)?,
             retention: Retention {
                 daily: settings.backup.keep_daily as usize,
                 weekly: settings.backup.keep_weekly as usize,
@@ -97,6 +77,43 @@ impl BackupConfig {
             },
         })
     }
+}
+
+fn backup_dir(settings: &Settings) -> PathBuf {
+    settings
+        .backup
+        .dir
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join("backups"))
+}
+
+/// The backup key. Only paths that write a backup may generate one (embedded default):
+/// reading a backup with a key made up on the spot can only fail.
+fn backup_key(settings: &Settings, may_generate: bool) -> anyhow::Result<BackupKey> {
+    let encoded = match &settings.backup.key {
+        Some(key) => key.expose_secret().to_owned(),
+        None if settings.is_embedded() && may_generate => crate::app::data_dir_secret(
+            &settings.data_dir,
+            BACKUP_KEY_FILE,
+            || BackupKey::generate().to_base64(),
+            "backup key",
+        )?,
+        None if settings.is_embedded() => {
+            let path = settings.data_dir.join(BACKUP_KEY_FILE);
+            std::fs::read_to_string(&path).map_err(|_| {
+                anyhow::anyhow!(
+                    "no backup key: set CONCIERGE_BACKUP__KEY (or _FILE) to the key that wrote the backup, \
+                     or put it in {}",
+                    path.display()
+                )
+            })?
+        }
+        None => bail!(
+            "CONCIERGE_BACKUP__KEY (or CONCIERGE_BACKUP__KEY_FILE) is required with PostgreSQL \
+             (base64 of 32 random bytes: `openssl rand -base64 32`); keep it apart from the backups"
+        ),
+    };
+    BackupKey::from_base64(&encoded).map_err(|e| anyhow::anyhow!("CONCIERGE_BACKUP__KEY: {e}"))
 }
 
 /// A backup just written.
@@ -118,6 +135,9 @@ pub struct Checked {
     pub rows: BTreeMap<&'static str, u64>,
     /// Master keys that wrap the backup's tenant data keys (needed to read them).
     pub master_keys: Vec<String>,
+    /// Jobs that were due or running when the backup was taken, restored dead-lettered
+    /// rather than run again (they may have run since).
+    pub parked_jobs: u64,
 }
 
 // --- writing ------------------------------------------------------------------------------
@@ -140,8 +160,10 @@ impl FileSink {
         line.push(b'\n');
         self.plain_hash.update(&line);
         self.pending.extend_from_slice(&line);
-        if self.pending.len() >= CHUNK {
-            let chunk = std::mem::take(&mut self.pending);
+        // Seal whole chunks only: one huge row spans several, never one over the limit.
+        while self.pending.len() >= CHUNK {
+            let rest = self.pending.split_off(CHUNK);
+            let chunk = std::mem::replace(&mut self.pending, rest);
             self.write_chunk(&chunk, false).await?;
         }
         Ok(())
@@ -255,7 +277,7 @@ pub async fn create(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     );
-    tokio::fs::write(sidecar_path(&final_path), sidecar)
+    write_atomically(&sidecar_path(&final_path), sidecar.as_bytes())
         .await
         .context("writing the checksum file")?;
     sync_dir(&config.dir).await;
@@ -334,6 +356,18 @@ async fn write_backup(
     sink.out.flush().await?;
     sink.out.get_ref().sync_all().await?;
     Ok(sink)
+}
+
+/// Writes `bytes` to a temporary name, syncs, then renames over `path`.
+async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = tokio::fs::File::create(&tmp).await?;
+    file.write_all(bytes).await?;
+    file.sync_all().await?;
+    drop(file);
+    tokio::fs::rename(&tmp, path).await
 }
 
 fn sidecar_path(path: &Path) -> PathBuf {
@@ -663,10 +697,20 @@ impl SnapshotSource for FileSource {
 
 /// Compares the file with its `.sha256` companion, when there is one.
 async fn check_sidecar(path: &Path) -> anyhow::Result<()> {
-    let Ok(expected) = tokio::fs::read_to_string(sidecar_path(path)).await else {
-        return Ok(());
+    let expected = match tokio::fs::read_to_string(sidecar_path(path)).await {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => bail!(
+            "{}.sha256: cannot read the checksum file: {e}",
+            path.display()
+        ),
     };
-    let expected = expected.split_whitespace().next().unwrap_or_default();
+    let Some(expected) = expected.split_whitespace().next() else {
+        bail!(
+            "{}.sha256 is empty: compare the file by hand or delete the checksum file",
+            path.display()
+        );
+    };
     let mut file = tokio::fs::File::open(path).await?;
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -691,11 +735,17 @@ async fn check_sidecar(path: &Path) -> anyhow::Result<()> {
 /// constraints). Needs only the backup key.
 pub async fn verify(path: &Path, key: &BackupKey, show_progress: bool) -> anyhow::Result<Checked> {
     check_sidecar(path).await?;
-    let scratch = std::env::temp_dir().join(format!(
-        "concierge-verify-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    tokio::fs::create_dir_all(&scratch).await?;
+    // The scratch copy holds readable data (tenant names, knowledge): next to the backup,
+    // private to this user, and removed even when a previous run was killed.
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    remove_stale_scratch(parent).await;
+    let scratch = parent.join(format!("{SCRATCH_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+    create_private_dir(&scratch)
+        .await
+        .with_context(|| format!("creating the scratch directory {}", scratch.display()))?;
     let result = async {
         let store = store_sqlite::SqliteStore::open(&scratch.join("verify.db"))
             .await
@@ -713,6 +763,37 @@ pub async fn verify(path: &Path, key: &BackupKey, show_progress: bool) -> anyhow
     .await;
     let _ = tokio::fs::remove_dir_all(&scratch).await;
     result
+}
+
+const SCRATCH_PREFIX: &str = ".concierge-verify-";
+
+async fn remove_stale_scratch(dir: &Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SCRATCH_PREFIX)
+        {
+            let _ = tokio::fs::remove_dir_all(entry.path()).await;
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::DirBuilder::new().mode(0o700).create(dir))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+#[cfg(not(unix))]
+async fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    tokio::fs::create_dir(dir).await
 }
 
 /// Restores `path` into the configured (empty) database. With `commit = false`, a dry run
@@ -737,6 +818,7 @@ pub async fn restore_from(
         path: path.to_owned(),
         created_at: source.created_at,
         source: source.source,
+        parked_jobs: counts.parked_jobs,
         rows: counts.tables.into_iter().collect(),
         master_keys: source.master_keys,
     })
@@ -826,13 +908,34 @@ pub fn keep(created: &[Timestamp], retention: Retention) -> Vec<bool> {
     keep
 }
 
-/// Deletes the backups the policy does not keep; returns them.
-pub fn rotate(dir: &Path, retention: Retention) -> anyhow::Result<Vec<PathBuf>> {
+/// Renames a backup that failed verification out of the backup pattern, so rotation never
+/// counts it as a backup; returns its new name.
+async fn set_aside(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".unverified");
+    let aside = PathBuf::from(name);
+    match tokio::fs::rename(path, &aside).await {
+        Ok(()) => {
+            let _ = tokio::fs::remove_file(sidecar_path(path)).await;
+            aside
+        }
+        Err(_) => path.to_owned(),
+    }
+}
+
+/// Deletes the backups the policy does not keep, never `just_written`; returns them.
+pub fn rotate(
+    dir: &Path,
+    retention: Retention,
+    just_written: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
     let files = list(dir)?;
     let created: Vec<Timestamp> = files.iter().map(|f| f.created_at).collect();
     let mut removed = Vec::new();
     for (file, kept) in files.iter().zip(keep(&created, retention)) {
-        if kept {
+        // A file named in the future (a clock step, a copy from another host) must not push
+        // the backup just taken out.
+        if kept || file.path.file_name() == just_written.file_name() {
             continue;
         }
         std::fs::remove_file(&file.path)
@@ -874,13 +977,13 @@ pub async fn run(
     command: BackupCommand,
     json: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let mut config = BackupConfig::from_settings(settings)?;
     match command {
         BackupCommand::Create {
             dir,
             no_verify,
             no_rotate,
         } => {
+            let mut config = BackupConfig::from_settings(settings)?;
             if let Some(dir) = dir {
                 config.dir = dir;
             }
@@ -897,21 +1000,21 @@ pub async fn run(
             let verified = if no_verify {
                 None
             } else {
-                Some(
-                    verify(&created.path, &config.key, !json)
-                        .await
-                        .with_context(|| {
-                            format!(
-                                "{} was written but failed verification",
-                                created.path.display()
-                            )
-                        })?,
-                )
+                match verify(&created.path, &config.key, !json).await {
+                    Ok(checked) => Some(checked),
+                    Err(e) => {
+                        let kept = set_aside(&created.path).await;
+                        bail!(
+                            "the backup was written but failed verification ({e:#}); kept for inspection as {}",
+                            kept.display()
+                        );
+                    }
+                }
             };
             let removed = if no_rotate {
                 Vec::new()
             } else {
-                rotate(&config.dir, config.retention)?
+                rotate(&config.dir, config.retention, &created.path)?
             };
             if json {
                 out!(
@@ -946,7 +1049,7 @@ pub async fn run(
             }
         }
         BackupCommand::List { dir } => {
-            let dir = dir.unwrap_or(config.dir);
+            let dir = dir.unwrap_or_else(|| backup_dir(settings));
             let files = list(&dir)?;
             if json {
                 out!("{}", serde_json::to_string(&files)?);
@@ -964,7 +1067,8 @@ pub async fn run(
             }
         }
         BackupCommand::Verify { file } => {
-            let checked = verify(&file, &config.key, !json).await?;
+            let key = backup_key(settings, false)?;
+            let checked = verify(&file, &key, !json).await?;
             print_checked(&checked, "verified", json)?;
         }
     }
@@ -985,6 +1089,13 @@ fn print_checked(checked: &Checked, what: &str, json: bool) -> anyhow::Result<()
         for (table, n) in &checked.rows {
             out!("  {table:<22} {n}");
         }
+        if checked.parked_jobs > 0 {
+            out!(
+                "{} jobs that were due or running at backup time were restored dead-lettered, not run again \
+                 (they may have run since); see `concierge_queue_jobs{{state=\"dead\"}}`",
+                checked.parked_jobs
+            );
+        }
         if !checked.master_keys.is_empty() {
             out!(
                 "data keys wrapped by master key {}",
@@ -1002,7 +1113,7 @@ pub async fn restore(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let config = BackupConfig::from_settings(settings)?;
+    let key = backup_key(settings, false)?;
     // The restored rows are readable only with the master key that wrapped their data keys;
     // never generate a new one here.
     let master = match &settings.master_key {
@@ -1021,7 +1132,7 @@ pub async fn restore(
         None => MasterCheck::Missing,
     };
     let stores = crate::app::open_store(settings).await?;
-    let checked = restore_from(&stores, file, &config.key, master, !dry_run, !json).await?;
+    let checked = restore_from(&stores, file, &key, master, !dry_run, !json).await?;
     print_checked(
         &checked,
         if dry_run {
@@ -1050,15 +1161,16 @@ impl jobs::Maintenance for ScheduledBackup {
             .map_err(|e| format!("backup failed: {e:#}"))?;
         if let Err(e) = verify(&created.path, &self.config.key, false).await {
             metrics::counter!("concierge_backups_total", "outcome" => "verify_failed").increment(1);
+            let kept = set_aside(&created.path).await;
             return Err(format!(
-                "backup {} failed verification: {e:#}",
-                created.path.display()
+                "backup failed verification ({e:#}); kept for inspection as {}",
+                kept.display()
             ));
         }
         metrics::gauge!("concierge_backup_last_success_timestamp_seconds")
             .set(Timestamp::now().as_second() as f64);
         metrics::gauge!("concierge_backup_last_size_bytes").set(created.bytes as f64);
-        let removed = rotate(&self.config.dir, self.config.retention)
+        let removed = rotate(&self.config.dir, self.config.retention, &created.path)
             .map_err(|e| format!("rotating backups: {e:#}"))?;
         tracing::info!(
             path = %created.path.display(),
@@ -1134,6 +1246,45 @@ mod tests {
         assert!(newest.duration_since(*oldest) < jiff::SignedDuration::from_hours(24 * 366));
         // The older of two backups of one day is never kept.
         assert!(!kept.contains(&(newest - jiff::SignedDuration::from_hours(12))));
+    }
+
+    #[test]
+    fn rotation_never_removes_the_backup_just_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        let written = dir.path().join(file_name(now));
+        // A file dated tomorrow (a clock step, a copy from another host) and one unrelated.
+        let future = dir
+            .path()
+            .join(file_name(now + jiff::SignedDuration::from_hours(30)));
+        for path in [&written, &future] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        std::fs::write(dir.path().join("concierge-x.ccbk.unverified"), b"x").unwrap();
+        let removed = rotate(
+            dir.path(),
+            Retention {
+                daily: 1,
+                weekly: 0,
+                monthly: 0,
+            },
+            &written,
+        )
+        .unwrap();
+        assert!(removed.is_empty(), "{removed:?}");
+        assert!(written.exists() && future.exists());
+    }
+
+    #[tokio::test]
+    async fn a_backup_set_aside_is_no_longer_a_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(Timestamp::now()));
+        std::fs::write(&path, b"x").unwrap();
+        std::fs::write(sidecar_path(&path), b"y").unwrap();
+        let aside = set_aside(&path).await;
+        assert!(aside.to_string_lossy().ends_with(".ccbk.unverified"));
+        assert!(!path.exists() && !sidecar_path(&path).exists());
+        assert!(list(dir.path()).unwrap().is_empty());
     }
 
     #[test]

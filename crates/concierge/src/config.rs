@@ -425,7 +425,10 @@ impl Settings {
                 );
             }
         }
-        if self.backup.keep_daily + self.backup.keep_weekly + self.backup.keep_monthly == 0 {
+        if self.backup.keep_daily == 0
+            && self.backup.keep_weekly == 0
+            && self.backup.keep_monthly == 0
+        {
             bail!(
                 "backup retention keeps nothing: set at least one of backup.keep_daily, backup.keep_weekly, backup.keep_monthly"
             );

@@ -379,7 +379,16 @@ fn rotation_keeps_the_newest_per_day() {
     let mut bad = env.clone();
     bad.retain(|(k, _)| *k != "CONCIERGE_BACKUP__KEY");
     bad.push(("CONCIERGE_BACKUP__KEY", "c2hvcnQ=".into()));
-    refused(dir.path(), &bad, &["backup", "list"], "32 bytes");
+    refused(dir.path(), &bad, &["backup", "create"], "32 bytes");
+    // Reading backups never makes up a key: without one, the error says which to set.
+    let keyless = tempfile::tempdir().unwrap();
+    refused(
+        keyless.path(),
+        &Vec::new(),
+        &["backup", "verify", "concierge-20260101T000000Z.ccbk"],
+        "no backup key",
+    );
+    assert!(!keyless.path().join("data/backup.key").exists());
     refused(
         dir.path(),
         &env,

@@ -42,6 +42,8 @@ pub const MAX_PER_PAGE: u32 = 50;
 /// Pages read per list at most (50 000 resources), so a server that never ends pagination
 /// cannot keep the client busy forever.
 pub const MAX_PAGES: u32 = 1000;
+/// A page of 50 resources is a few hundred KiB; anything far larger is refused.
+const MAX_BODY_BYTES: usize = 8 << 20;
 /// The longest free-text message from the API kept in an error.
 const MAX_MESSAGE_CHARS: usize = 300;
 
@@ -424,10 +426,16 @@ impl HetznerClient {
                     ))
                 })?);
             }
-            // No `meta` (or a null `next_page`) means this was the last page.
-            let next = value
-                .pointer("/meta/pagination/next_page")
-                .and_then(serde_json::Value::as_u64);
+            // No `meta` (or a null `next_page`) means this was the last page; anything else
+            // that is not a page number is an error, never a silently short listing.
+            let next = match value.pointer("/meta/pagination/next_page") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(n) => Some(n.as_u64().ok_or_else(|| {
+                    decode(format!(
+                        "page {page} has a next_page that is not a page number: {n}"
+                    ))
+                })?),
+            };
             match next {
                 None => return Ok(items),
                 Some(next) if next > page => page = next,
@@ -464,6 +472,15 @@ impl HetznerClient {
             .bytes()
             .await
             .map_err(|err| self.send_error(path, &err))?;
+        if body.len() > MAX_BODY_BYTES {
+            return Err(HetznerError::Decode {
+                path: path.to_owned(),
+                detail: format!(
+                    "a page of {} bytes is over the {MAX_BODY_BYTES}-byte limit",
+                    body.len()
+                ),
+            });
+        }
         if status.is_success() {
             return Ok(body.to_vec());
         }

@@ -913,8 +913,8 @@ impl Store for PgStore {
         snapshot::restore(self, source, commit).await
     }
 
-    async fn table_names(&self) -> StoreResult<Vec<String>> {
-        snapshot::table_names(self).await
+    async fn schema_columns(&self) -> StoreResult<Vec<(String, String)>> {
+        snapshot::schema_columns(self).await
     }
 
     async fn search_kb(

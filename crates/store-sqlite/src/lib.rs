@@ -995,8 +995,8 @@ impl Store for SqliteStore {
         snapshot::restore(self, source, commit).await
     }
 
-    async fn table_names(&self) -> StoreResult<Vec<String>> {
-        snapshot::table_names(self).await
+    async fn schema_columns(&self) -> StoreResult<Vec<(String, String)>> {
+        snapshot::schema_columns(self).await
     }
 
     async fn search_kb(

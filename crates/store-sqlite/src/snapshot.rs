@@ -91,6 +91,13 @@ pub(crate) async fn restore(
 ) -> StoreResult<RestoreCounts> {
     let (_guard, mut tx) = store.write_tx().await?;
     refuse_if_not_empty(&mut tx).await?;
+    // Foreign keys are checked at commit: a reply may sort before the message it answers
+    // (clocks of two hosts), and SQLite has keys PostgreSQL does not (in_reply_to).
+    sqlx::query("PRAGMA defer_foreign_keys = ON")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let now = jiff::Timestamp::now().as_millisecond();
     let mut counts = RestoreCounts::default();
     let mut expected = TABLES.iter();
     while let Some(table) = source.next_table().await.map_err(StoreError::Snapshot)? {
@@ -113,7 +120,9 @@ pub(crate) async fn restore(
             }
             for row in &mut batch {
                 check_row(table, row).map_err(StoreError::Snapshot)?;
-                prepare_for_restore(table, row);
+                if prepare_for_restore(table, row, now) {
+                    counts.parked_jobs += 1;
+                }
             }
             insert(&mut tx, table, &batch).await?;
             written += batch.len() as u64;
@@ -121,6 +130,18 @@ pub(crate) async fn restore(
         counts.tables.push((table.name, written));
     }
     source.finish().await.map_err(StoreError::Snapshot)?;
+    // The deferred keys, checked now so that a dry run finds what a commit would refuse.
+    let broken = sqlx::query("SELECT \"table\", parent FROM pragma_foreign_key_check LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if let Some(row) = broken {
+        let table: String = row.try_get(0).map_err(db_err)?;
+        let parent: String = row.try_get(1).map_err(db_err)?;
+        return Err(StoreError::Snapshot(format!(
+            "{table}: a row refers to a missing {parent} row"
+        )));
+    }
     if commit {
         tx.commit().await.map_err(db_err)?;
     } else {
@@ -179,15 +200,21 @@ async fn insert(
     Ok(())
 }
 
-pub(crate) async fn table_names(store: &SqliteStore) -> StoreResult<Vec<String>> {
+pub(crate) async fn schema_columns(store: &SqliteStore) -> StoreResult<Vec<(String, String)>> {
     let rows = sqlx::query(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        "SELECT m.name AS t, p.name AS c FROM sqlite_schema m, pragma_table_xinfo(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND p.hidden = 0 ORDER BY m.name, p.cid",
     )
     .fetch_all(&store.pool)
     .await
     .map_err(db_err)?;
     rows.iter()
-        .map(|r| r.try_get::<String, _>("name").map_err(db_err))
+        .map(|r| {
+            Ok((
+                r.try_get("t").map_err(db_err)?,
+                r.try_get("c").map_err(db_err)?,
+            ))
+        })
         .collect()
 }
 

@@ -228,8 +228,9 @@ pub trait Store: Send + Sync + 'static {
         commit: bool,
     ) -> StoreResult<RestoreCounts>;
 
-    /// The names of the schema's tables, to check that snapshots cover them all.
-    async fn table_names(&self) -> StoreResult<Vec<String>>;
+    /// Every (table, column) of the schema, generated columns left out, to check that
+    /// snapshots cover them all.
+    async fn schema_columns(&self) -> StoreResult<Vec<(String, String)>>;
 }
 
 /// Both halves of a backend, shared by every role.

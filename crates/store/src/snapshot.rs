@@ -265,6 +265,10 @@ pub static NOT_BACKED_UP: &[&str] = &[
     "kb_fts_idx",
 ];
 
+/// Columns that are deliberately not in a snapshot: SQLite's `kb_entries.rowid` only links
+/// the full-text index, which is rebuilt from the rows.
+pub static COLUMNS_NOT_BACKED_UP: &[(&str, &str)] = &[("kb_entries", "rowid")];
+
 /// The table named `name`.
 #[must_use]
 pub fn table(name: &str) -> Option<&'static TableSpec> {
@@ -333,24 +337,41 @@ pub trait SnapshotSource: Send {
     async fn finish(&mut self) -> Result<(), String>;
 }
 
-/// Adjusts a row before it is restored. A job that was running when the snapshot was taken
-/// had no worker after the restore: it is queued again, unlocked.
-pub fn prepare_for_restore(table: &TableSpec, row: &mut Row) {
+/// Why a restored job was parked instead of queued.
+pub const PARKED_ON_RESTORE: &str = "restored from a backup: it was due or running when the backup was taken and may have run since, so it is not run again automatically";
+
+/// Adjusts a row before it is restored; returns whether it is a job that was parked.
+///
+/// A job that was due or running when the snapshot was taken may have run after it (an SMS
+/// sent, a turn answered): running it again could repeat it, so it is restored dead-lettered
+/// with [`PARKED_ON_RESTORE`]. A job scheduled after `now_ms` (a reminder, tomorrow's backup)
+/// cannot have run: it is queued again, unlocked.
+pub fn prepare_for_restore(table: &TableSpec, row: &mut Row, now_ms: i64) -> bool {
     if table.name != "jobs" {
-        return;
+        return false;
     }
-    let (Some(status), Some(by), Some(until)) = (
+    let (Some(status), Some(run_at), Some(by), Some(until), Some(error)) = (
         table.column("status"),
+        table.column("run_at"),
         table.column("locked_by"),
         table.column("locked_until"),
+        table.column("last_error"),
     ) else {
-        return;
+        return false;
     };
-    if row.get(status) == Some(&Cell::Text("running".to_owned())) {
-        row[status] = Cell::Text("queued".to_owned());
-    }
     row[by] = Cell::Null;
     row[until] = Cell::Null;
+    let pending = matches!(&row[status], Cell::Text(s) if s == "queued" || s == "running");
+    let future = matches!(row[run_at], Cell::Int(at) if at > now_ms);
+    if !pending {
+        return false;
+    }
+    if future && row[status] == Cell::Text("queued".to_owned()) {
+        return false;
+    }
+    row[status] = Cell::Text("dead".to_owned());
+    row[error] = Cell::Text(PARKED_ON_RESTORE.to_owned());
+    true
 }
 
 /// Checks a row against its table: arity and kinds.
@@ -384,6 +405,8 @@ pub fn check_row(table: &TableSpec, row: &Row) -> Result<(), String> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestoreCounts {
     pub tables: Vec<(&'static str, u64)>,
+    /// Jobs restored dead-lettered (see [`prepare_for_restore`]).
+    pub parked_jobs: u64,
 }
 
 impl RestoreCounts {

@@ -80,6 +80,7 @@ struct FakeState {
     failures: HashMap<String, u16>,
     /// Pagination that points back at page 1, to test loop guards.
     looping: HashSet<String>,
+    next_page_override: HashMap<String, Value>,
 }
 
 impl FakeHetzner {
@@ -181,6 +182,14 @@ impl FakeHetzner {
             .lock()
             .failures
             .insert(collection.to_owned(), status);
+    }
+
+    /// `GET /v1/{collection}` answers with this `next_page` value, whatever it is.
+    pub fn set_next_page(&self, collection: &str, next_page: Value) {
+        self.shared
+            .lock()
+            .next_page_override
+            .insert(collection.to_owned(), next_page);
     }
 
     /// `GET /v1/{collection}` always says `next_page: 1`, a pagination that never ends.
@@ -348,7 +357,9 @@ fn decide(
         .skip(start)
         .take(usize::try_from(per_page).unwrap_or(50))
         .collect();
-    let next_page = if state.looping.contains(collection) {
+    let next_page = if let Some(forced) = state.next_page_override.get(collection) {
+        forced.clone()
+    } else if state.looping.contains(collection) {
         json!(1)
     } else if page < last_page {
         json!(page + 1)

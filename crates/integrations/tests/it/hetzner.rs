@@ -325,6 +325,17 @@ async fn pagination_that_does_not_move_forward_stops() {
 }
 
 #[tokio::test]
+async fn a_next_page_that_is_not_a_number_is_an_error_not_a_short_list() {
+    let fake = FakeHetzner::start(TOKEN).await;
+    fake.set_next_page("servers", serde_json::json!("2"));
+    let err = client(&fake).servers().await.expect_err("bad next_page");
+    let HetznerError::Decode { detail, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(detail.contains("not a page number"), "{detail}");
+}
+
+#[tokio::test]
 async fn api_errors_are_typed_by_status() {
     let fake = FakeHetzner::start(TOKEN).await;
     fake.fail("firewalls", 403);
