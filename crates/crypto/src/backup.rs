@@ -63,19 +63,9 @@ impl BackupKey {
     /// # Errors
     /// [`CryptoError::InvalidBackupKey`]; the message never echoes the input.
     pub fn from_base64(s: &str) -> Result<Self, CryptoError> {
-        let decoded = STANDARD.decode(s.trim()).map_err(|_| {
-            CryptoError::InvalidBackupKey(
-                "expected standard base64 of 32 random bytes; generate one with `openssl rand -base64 32`"
-                    .to_owned(),
-            )
-        })?;
-        let bytes: [u8; 32] = decoded.as_slice().try_into().map_err(|_| {
-            CryptoError::InvalidBackupKey(format!(
-                "expected 32 bytes after base64 decoding, got {}",
-                decoded.len()
-            ))
-        })?;
-        Ok(Self::from_bytes(bytes))
+        crate::key_from_base64(s)
+            .map(Self::from_bytes)
+            .map_err(CryptoError::InvalidBackupKey)
     }
 
     #[must_use]

@@ -107,21 +107,9 @@ impl MasterKey {
     /// [`CryptoError::InvalidMasterKey`] if the text is not base64 or not 32 bytes long. The
     /// message never echoes the input.
     pub fn from_base64(s: &str) -> Result<Self, CryptoError> {
-        let decoded = STANDARD.decode(s.trim()).map_err(|_| {
-            CryptoError::InvalidMasterKey(
-                "expected standard base64 (A-Z, a-z, 0-9, +, / with = padding) of 32 random bytes; \
-                 generate one with `openssl rand -base64 32`"
-                    .to_owned(),
-            )
-        })?;
-        let bytes: [u8; KEY_LEN] = decoded.as_slice().try_into().map_err(|_| {
-            CryptoError::InvalidMasterKey(format!(
-                "expected 32 bytes after base64 decoding, got {}; \
-                 generate one with `openssl rand -base64 32`",
-                decoded.len()
-            ))
-        })?;
-        Ok(Self::from_bytes(bytes))
+        crate::key_from_base64(s)
+            .map(Self::from_bytes)
+            .map_err(CryptoError::InvalidMasterKey)
     }
 
     /// A fresh key from the operating system's CSPRNG.

@@ -37,6 +37,25 @@ fn os_random<const N: usize>() -> [u8; N] {
     out
 }
 
+/// Decodes standard base64 (surrounding whitespace, such as a key file's newline, ignored) of
+/// exactly 32 bytes. The error message never echoes the input.
+fn key_from_base64(s: &str) -> Result<[u8; 32], String> {
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|_| {
+            "expected standard base64 (A-Z, a-z, 0-9, +, / with = padding) of 32 random bytes; \
+             generate one with `openssl rand -base64 32`"
+                .to_owned()
+        })?;
+    decoded.as_slice().try_into().map_err(|_| {
+        format!(
+            "expected 32 bytes after base64 decoding, got {}; generate one with `openssl rand -base64 32`",
+            decoded.len()
+        )
+    })
+}
+
 /// HMAC-SHA256 over the concatenation of `parts`.
 fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     use hmac::{KeyInit as _, Mac as _};

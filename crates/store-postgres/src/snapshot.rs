@@ -6,7 +6,7 @@
 use futures_util::StreamExt as _;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row as _, Transaction};
-use store::snapshot::{Cell, ColumnKind, Row, TABLES, TableSpec, check_row, prepare_for_restore};
+use store::snapshot::{Cell, ColumnKind, RestoreTarget, Row, TABLES, TableSpec, drive_restore};
 use store::{RestoreCounts, SnapshotSink, SnapshotSource, StoreError, StoreResult};
 use uuid::Uuid;
 
@@ -160,65 +160,49 @@ pub(crate) async fn restore(
         .await
         .map_err(db_err)?;
     refuse_if_not_empty(&mut tx).await?;
-    let now = jiff::Timestamp::now().as_millisecond();
-    let mut counts = RestoreCounts::default();
-    let mut expected = TABLES.iter();
-    while let Some(table) = source.next_table().await.map_err(StoreError::Snapshot)? {
-        // Tables come in `TABLES` order; a snapshot from an older release may lack the
-        // newer ones, which stay empty.
-        if !expected.any(|t| t.name == table.name) {
-            return Err(StoreError::Snapshot(format!(
-                "table {} is unknown or out of order",
-                table.name
-            )));
-        }
-        let insert = insert_sql(table);
-        let tenant_column = table.tenant_column().filter(|_| table.tenant_scoped);
-        let mut current_tenant: Option<Uuid> = None;
-        let mut written = 0u64;
-        loop {
-            let mut batch = source
-                .next_rows(ROWS_PER_INSERT)
-                .await
-                .map_err(StoreError::Snapshot)?;
-            if batch.is_empty() {
-                break;
-            }
-            for row in &mut batch {
-                check_row(table, row).map_err(StoreError::Snapshot)?;
-                if prepare_for_restore(table, row, now) {
-                    counts.parked_jobs += 1;
-                }
-            }
-            written += batch.len() as u64;
-            let Some(tc) = tenant_column else {
-                insert_rows(&mut tx, table, &insert, &batch).await?;
-                continue;
-            };
-            // Row-level security: each run of rows of one tenant goes in with that tenant set.
-            // Within a batch, rows are grouped by tenant (no foreign key orders rows of one
-            // table on PostgreSQL), so a snapshot with tenants interleaved stays fast.
-            batch.sort_by_key(|r| r[tc].as_uuid());
-            for run in batch.chunk_by(|a, b| a[tc] == b[tc]) {
-                let tenant = run[0][tc].as_uuid().ok_or_else(|| {
-                    StoreError::Snapshot(format!("{}: a row has no tenant", table.name))
-                })?;
-                if current_tenant != Some(tenant) {
-                    set_tenant(&mut tx, tenant).await?;
-                    current_tenant = Some(tenant);
-                }
-                insert_rows(&mut tx, table, &insert, run).await?;
-            }
-        }
-        counts.tables.push((table.name, written));
-    }
-    source.finish().await.map_err(StoreError::Snapshot)?;
+    let mut target = Target {
+        tx,
+        current_tenant: None,
+    };
+    let counts = drive_restore(source, &mut target, ROWS_PER_INSERT).await?;
+    let Target { tx, .. } = target;
     if commit {
         tx.commit().await.map_err(db_err)?;
     } else {
         tx.rollback().await.map_err(db_err)?;
     }
     Ok(counts)
+}
+
+struct Target {
+    tx: Transaction<'static, Postgres>,
+    /// The tenant `app.tenant_id` is set to in the transaction.
+    current_tenant: Option<Uuid>,
+}
+
+#[async_trait::async_trait]
+impl RestoreTarget for Target {
+    async fn insert(&mut self, table: &'static TableSpec, mut rows: Vec<Row>) -> StoreResult<()> {
+        let insert = insert_sql(table);
+        let Some(tc) = table.tenant_column().filter(|_| table.tenant_scoped) else {
+            return insert_rows(&mut self.tx, table, &insert, &rows).await;
+        };
+        // Row-level security: each run of rows of one tenant goes in with that tenant set.
+        // Within a batch, rows are grouped by tenant (no foreign key orders rows of one
+        // table on PostgreSQL), so a snapshot with tenants interleaved stays fast.
+        rows.sort_by_key(|r| r[tc].as_uuid());
+        for run in rows.chunk_by(|a, b| a[tc] == b[tc]) {
+            let tenant = run[0][tc].as_uuid().ok_or_else(|| {
+                StoreError::Snapshot(format!("{}: a row has no tenant", table.name))
+            })?;
+            if self.current_tenant != Some(tenant) {
+                set_tenant(&mut self.tx, tenant).await?;
+                self.current_tenant = Some(tenant);
+            }
+            insert_rows(&mut self.tx, table, &insert, run).await?;
+        }
+        Ok(())
+    }
 }
 
 async fn refuse_if_not_empty(tx: &mut Transaction<'static, Postgres>) -> StoreResult<()> {

@@ -4,7 +4,7 @@
 use futures_util::StreamExt as _;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row as _, Sqlite, Transaction};
-use store::snapshot::{Cell, ColumnKind, Row, TABLES, TableSpec, check_row, prepare_for_restore};
+use store::snapshot::{Cell, ColumnKind, RestoreTarget, Row, TABLES, TableSpec, drive_restore};
 use store::{RestoreCounts, SnapshotSink, SnapshotSource, StoreError, StoreResult};
 use uuid::Uuid;
 
@@ -97,39 +97,9 @@ pub(crate) async fn restore(
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    let now = jiff::Timestamp::now().as_millisecond();
-    let mut counts = RestoreCounts::default();
-    let mut expected = TABLES.iter();
-    while let Some(table) = source.next_table().await.map_err(StoreError::Snapshot)? {
-        // Tables come in `TABLES` order; a snapshot from an older release may lack the
-        // newer ones, which stay empty.
-        if !expected.any(|t| t.name == table.name) {
-            return Err(StoreError::Snapshot(format!(
-                "table {} is unknown or out of order",
-                table.name
-            )));
-        }
-        let mut written = 0u64;
-        loop {
-            let mut batch = source
-                .next_rows(ROWS_PER_INSERT)
-                .await
-                .map_err(StoreError::Snapshot)?;
-            if batch.is_empty() {
-                break;
-            }
-            for row in &mut batch {
-                check_row(table, row).map_err(StoreError::Snapshot)?;
-                if prepare_for_restore(table, row, now) {
-                    counts.parked_jobs += 1;
-                }
-            }
-            insert(&mut tx, table, &batch).await?;
-            written += batch.len() as u64;
-        }
-        counts.tables.push((table.name, written));
-    }
-    source.finish().await.map_err(StoreError::Snapshot)?;
+    let mut target = Target(tx);
+    let counts = drive_restore(source, &mut target, ROWS_PER_INSERT).await?;
+    let Target(mut tx) = target;
     // The deferred keys, checked now so that a dry run finds what a commit would refuse.
     let broken = sqlx::query("SELECT \"table\", parent FROM pragma_foreign_key_check LIMIT 1")
         .fetch_optional(&mut *tx)
@@ -165,6 +135,15 @@ async fn refuse_if_not_empty(tx: &mut Transaction<'static, Sqlite>) -> StoreResu
         )));
     }
     Ok(())
+}
+
+struct Target(Transaction<'static, Sqlite>);
+
+#[async_trait::async_trait]
+impl RestoreTarget for Target {
+    async fn insert(&mut self, table: &'static TableSpec, rows: Vec<Row>) -> StoreResult<()> {
+        insert(&mut self.0, table, &rows).await
+    }
 }
 
 async fn insert(

@@ -9,6 +9,8 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::{StoreError, StoreResult};
+
 /// The portable kind of a column. Both backends map their native type to one of these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColumnKind {
@@ -399,6 +401,58 @@ pub fn check_row(table: &TableSpec, row: &Row) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Where a backend's restore writes, inside its one transaction.
+#[async_trait]
+pub trait RestoreTarget: Send {
+    /// Inserts a batch of checked rows of `table`.
+    async fn insert(&mut self, table: &'static TableSpec, rows: Vec<Row>) -> StoreResult<()>;
+}
+
+/// The backend-neutral part of a restore: tables in [`TABLES`] order (a snapshot from an older
+/// release may lack newer tables, which stay empty), every row checked and prepared, batches
+/// of at most `batch` rows handed to `target`, and the source's last word before commit.
+///
+/// # Errors
+/// The source's or the target's; the caller rolls its transaction back.
+pub async fn drive_restore(
+    source: &mut dyn SnapshotSource,
+    target: &mut dyn RestoreTarget,
+    batch: usize,
+) -> StoreResult<RestoreCounts> {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let mut counts = RestoreCounts::default();
+    let mut expected = TABLES.iter();
+    while let Some(table) = source.next_table().await.map_err(StoreError::Snapshot)? {
+        if !expected.any(|t| t.name == table.name) {
+            return Err(StoreError::Snapshot(format!(
+                "table {} is unknown or out of order",
+                table.name
+            )));
+        }
+        let mut written = 0u64;
+        loop {
+            let mut rows = source
+                .next_rows(batch)
+                .await
+                .map_err(StoreError::Snapshot)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &mut rows {
+                check_row(table, row).map_err(StoreError::Snapshot)?;
+                if prepare_for_restore(table, row, now) {
+                    counts.parked_jobs += 1;
+                }
+            }
+            written += rows.len() as u64;
+            target.insert(table, rows).await?;
+        }
+        counts.tables.push((table.name, written));
+    }
+    source.finish().await.map_err(StoreError::Snapshot)?;
+    Ok(counts)
 }
 
 /// Rows written per table by a restore.
