@@ -397,10 +397,6 @@ def agents():
         "Turns, engines, model providers, tokens, circuit breakers, tools and hand-offs (docs/AGENTS.md).",
         ["agents"],
     )
-    b.textbox_variable("price_in", "USD per 1M input tokens", "3",
-                       "Your provider's price, for the cost estimate panel only.")
-    b.textbox_variable("price_out", "USD per 1M output tokens", "15",
-                       "Your provider's price, for the cost estimate panel only.")
     b.row("Turns")
     b.timeseries("Turns by engine", "concierge_turns_total by who answered: llm, knowledge_base, fallback, small_talk, handoff; offline engine answers after a model failure count as their engine.",
                  [("sum by (engine) (rate(concierge_turns_total{outcome=\"ok\"}[$__rate_interval]))", "{{engine}}")],
@@ -423,13 +419,20 @@ def agents():
                  [("sum by (provider, kind) (rate(concierge_model_tokens_total[$__rate_interval]))", "{{provider}} {{kind}}")])
     b.timeseries("Circuit breaker", "concierge_llm_breaker_open: 0 closed, 0.5 half open, 1 open (alert after 1 min open).",
                  [("max by (provider) (concierge_llm_breaker_open)", "{{provider}}")])
-    b.stat("Estimated model cost (time range)", "Tokens in the selected range times the prices set above. An estimate: Concierge does not export cost itself.",
-           "sum(increase(concierge_model_tokens_total{kind=\"input\"}[$__range])) * $price_in / 1e6 + sum(increase(concierge_model_tokens_total{kind=\"output\"}[$__range])) * $price_out / 1e6",
+    b.stat("Model cost (time range)", "concierge_model_cost_microusd_total: tokens times llm.price_input_per_mtok / llm.price_output_per_mtok (0 until prices are configured). Cached answers are not counted.",
+           "sum(increase(concierge_model_cost_microusd_total[$__range])) / 1e6 or vector(0)",
            unit="currencyUSD", w=8, thresholds=[], decimals=2)
     b.stat("Provider fallbacks (time range)", "Calls passed to the next provider in the chain (concierge_llm_fallbacks_total).",
            "sum(increase(concierge_llm_fallbacks_total[$__range])) or vector(0)", w=8, thresholds=[])
     b.stat("Hand-offs requested (time range)", "Conversations handed to staff (by customer, agent or staff).",
            'sum(increase(concierge_handoffs_total{event=~"requested_by_.*"}[$__range])) or vector(0)', w=8, thresholds=[])
+    b.timeseries("Model cost by tenant", "concierge_model_cost_microusd_total by tenant, US dollars per hour.",
+                 [("sum by (tenant) (rate(concierge_model_cost_microusd_total[$__rate_interval])) * 3600 / 1e6", "{{tenant}}")],
+                 unit="currencyUSD")
+    b.timeseries("Budget refusals and cache", "concierge_budget_refusals_total by scope (a daily budget spent), and concierge_llm_cache_total by result (the response cache).",
+                 [("sum by (scope) (rate(concierge_budget_refusals_total[$__rate_interval]))", "budget {{scope}}"),
+                  ("sum by (result) (rate(concierge_llm_cache_total[$__rate_interval]))", "cache {{result}}")],
+                 unit="ops")
     b.row("Tools and hand-offs")
     b.timeseries("Tool calls", "concierge_tool_calls_total by tool.",
                  [("sum by (tool) (rate(concierge_tool_calls_total[$__rate_interval]))", "{{tool}}")], unit="ops")
