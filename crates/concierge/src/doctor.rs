@@ -157,6 +157,14 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
         },
     });
 
+    let (backups_ok, backups_required, detail) = crate::backup::doctor(settings);
+    checks.push(Check {
+        name: "backups",
+        ok: backups_ok,
+        required: backups_required,
+        detail,
+    });
+
     let ok = checks.iter().all(|c| c.ok || !c.required);
     if json {
         out!(

@@ -322,6 +322,39 @@ fn doctor_on_a_fresh_directory_creates_nothing() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], false, "{report}");
     assert!(!data.exists(), "doctor must not create the data directory");
+    let backups = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "backups")
+        .unwrap();
+    assert!(
+        backups["detail"].as_str().unwrap().contains("none yet"),
+        "{backups}"
+    );
+    // With PostgreSQL, a schedule without a backup key would stop the worker: a failure.
+    let out = concierge(
+        dir.path(),
+        &[
+            (
+                "CONCIERGE_DATABASE_URL",
+                "postgres://nobody@127.0.0.1:1/x".into(),
+            ),
+            ("CONCIERGE_BACKUP__DAILY_AT", "03:00".into()),
+        ],
+        &["doctor", "--json"],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backups = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "backups")
+        .unwrap();
+    assert_eq!(
+        (&backups["ok"], &backups["required"]),
+        (&false.into(), &true.into())
+    );
 }
 
 #[test]
