@@ -78,7 +78,7 @@ pub async fn run(
             Some((from, to)) => {
                 let sid = format!("SMcli{}", uuid::Uuid::now_v7().simple());
                 let r = messaging.receive_sms(&tenant, from, to, &sid, text).await?;
-                (r.text, r.turn, None)
+                (r.text, r.turn, r.conversation_id)
             }
             None => {
                 let r = messaging

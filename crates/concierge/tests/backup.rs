@@ -47,8 +47,8 @@ fn chat(dir: &Path, env: &Env, tenant: &str, phone: &str, lines: &str) -> Vec<se
 }
 
 /// An installation with a tenant, knowledge, and an SMS conversation (encrypted bodies and
-/// phone number); returns the tenant id.
-fn populate(dir: &Path, env: &Env) -> String {
+/// phone number); returns the tenant id and the conversation id.
+fn populate(dir: &Path, env: &Env) -> (String, String) {
     assert!(concierge(dir, env, &["migrate"]).status.success());
     let tenant = json(&concierge(
         dir,
@@ -92,7 +92,11 @@ fn populate(dir: &Path, env: &Env) -> String {
     );
     assert_eq!(turns.len(), 2);
     assert!(turns[0]["reply"].as_str().unwrap().contains("parking"));
-    tenant
+    assert_eq!(turns[0]["conversation_id"], turns[1]["conversation_id"]);
+    (
+        tenant,
+        turns[0]["conversation_id"].as_str().unwrap().to_owned(),
+    )
 }
 
 fn create(dir: &Path, env: &Env) -> (PathBuf, serde_json::Value) {
@@ -112,7 +116,7 @@ fn refused(dir: &Path, env: &Env, args: &[&str], expect: &str) {
 }
 
 fn tour(src_dir: &Path, src: &Env, dst_dir: &Path, dst: &Env) {
-    let tenant = populate(src_dir, src);
+    let (tenant, conversation) = populate(src_dir, src);
     let (path, created) = create(src_dir, src);
     let path = src_dir.join(path);
     assert_eq!(created["rows"]["messages"], 4, "{created}");
@@ -231,6 +235,11 @@ fn tour(src_dir: &Path, src: &Env, dst_dir: &Path, dst: &Env) {
     with_model.push(("CONCIERGE_LLM__BASE_URL", fake.base_url()));
     let turns = chat(dst_dir, &with_model, &tenant, "+15551230000", "I'm back\n");
     assert_eq!(turns[0]["reply"], "Welcome back!");
+    assert_eq!(
+        turns[0]["conversation_id"],
+        conversation.as_str(),
+        "the same conversation"
+    );
     let seen: Vec<String> = fake.requests().pop().unwrap()["messages"]
         .as_array()
         .unwrap()

@@ -52,6 +52,8 @@ pub struct SmsReply {
     pub outcome: InboundKind,
     /// Who answered, when an agent turn answered inline.
     pub turn: Option<TurnInfo>,
+    /// The sender's conversation (None for a replayed delivery).
+    pub conversation_id: Option<ConversationId>,
 }
 
 /// What an inline turn did, for operators (no user data).
@@ -184,6 +186,7 @@ impl Messaging {
                     text,
                     outcome: InboundKind::Duplicate,
                     turn: None,
+                    conversation_id: None,
                 });
             }
             InboundOutcome::Recorded(r) => r,
@@ -210,6 +213,7 @@ impl Messaging {
                 text: Some(text),
                 outcome: InboundKind::Keyword,
                 turn: None,
+                conversation_id: Some(recorded.conversation_id),
             });
         }
         let Some(job) = recorded.turn_job else {
@@ -218,6 +222,7 @@ impl Messaging {
                 text: None,
                 outcome: InboundKind::OptedOut,
                 turn: None,
+                conversation_id: Some(recorded.conversation_id),
             });
         };
         let history = load_history(
@@ -253,6 +258,7 @@ impl Messaging {
             text,
             outcome,
             turn,
+            conversation_id: Some(recorded.conversation_id),
         })
     }
 
