@@ -281,7 +281,12 @@ log "pulling $(image_ref "$TAG")"
 compose_at "$TAG" pull --quiet migrate >&2 || die "could not pull $(image_ref "$TAG")"
 
 # The database and Redis must be up before anything below (on a first deploy they are not).
-compose_at "$TAG" up -d --wait postgres redis >&2 || die "postgres and redis did not become healthy"
+# Only --infra may change them: a changed definition must not restart the database mid-deploy.
+if [ "$INFRA" = 1 ]; then
+  compose_at "$TAG" up -d --wait postgres redis >&2 || die "postgres and redis did not become healthy"
+else
+  compose_at "$TAG" up -d --wait --no-recreate postgres redis >&2 || die "postgres and redis did not become healthy"
+fi
 
 SCHEMA_CHANGED=0
 if [ "$MODE" = rollback ]; then
@@ -293,7 +298,9 @@ if [ "$MODE" = rollback ]; then
 else
   if [ "$BACKUP" = 1 ] && [ "$FIRST" = 0 ] && [ -n "$CURRENT" ]; then
     log "pre-deploy backup with the running version ($CURRENT)"
-    compose_at "$CURRENT" run --rm --no-deps -T worker backup create >&2 ||
+    # --no-rotate: a second deploy the same day must not rotate away the first one's backup,
+    # which is the one to restore if that deploy's migration has to be undone.
+    compose_at "$CURRENT" run --rm --no-deps -T worker backup create --no-rotate >&2 ||
       die "the pre-deploy backup failed (use --no-backup to deploy anyway)"
   fi
   read -r applied known <<<"$(schema "$TAG")" || true
@@ -360,12 +367,17 @@ if [ "$INFRA" = 1 ]; then
   log "applying infrastructure changes"
   mapfile -t infra < <(infra_services)
   compose_at "$TAG" up -d --no-deps "${infra[@]}" >&2
-  compose exec -T nginx nginx -s reload >&2 || log "nginx reload failed (is it running?)"
+  # nginx renders its templates when the container starts: recreate it so site changes apply.
+  compose_at "$TAG" up -d --no-deps --force-recreate nginx >&2 || log "nginx recreate failed"
   compose kill -s HUP prometheus alertmanager >&2 || log "could not signal prometheus/alertmanager"
 fi
 
 env_set CONCIERGE_TAG "$TAG"
-if [ "$CURRENT" != "$TAG" ]; then
+if [ "$MODE" = rollback ]; then
+  # The tag rolled back from is bad: a second rollback must not return to it, and the
+  # one before this tag is not known, so there is no automatic target any more.
+  state_set "$TAG" ""
+elif [ "$CURRENT" != "$TAG" ]; then
   state_set "$TAG" "$CURRENT"
 else
   state_set "$TAG" "$(state_get previous)"

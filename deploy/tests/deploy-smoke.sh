@@ -96,7 +96,8 @@ check "state: current v2, previous v1" '"current=v2" in tags and "previous=v1" i
 
 expect 0 "rollback.sh to the previous tag" -- "$rollback"
 check "v1 everywhere after rollback" 'on("api") == ["v1"] * 2 and on("worker") == ["v1"] * 3'
-check "state after rollback" '"current=v1" in tags and "previous=v2" in tags'
+check "state after rollback: no way back to the bad tag" '"current=v1" in tags and "previous=\n" in tags'
+expect 1 "a second rollback without a tag refuses (nothing known to go back to)" -- "$rollback"
 expect 0 "upgrade to v2 again" -- "$deploy" v2
 
 expect 1 "v3 never becomes ready: automatic rollback" -- "$deploy" --timeout 1 v3

@@ -94,7 +94,6 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { error::ApiError::NotFound { what: "route" } })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn(record_metrics))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
@@ -123,6 +122,9 @@ pub fn router(state: AppState) -> Router {
             }
         }))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        // Outermost, so the 503 of a request that ran out of time and the 500 of a panic are
+        // counted like any other answer.
+        .layer(middleware::from_fn(record_metrics))
         .with_state(state)
 }
 

@@ -423,6 +423,10 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<ExitCode>
                     3,
                     shutdown_rx.clone(),
                 ));
+                tasks.spawn(crate::backup::watch_directory(
+                    config.dir.clone(),
+                    shutdown_rx.clone(),
+                ));
                 runner.with_maintenance(crate::backup::maintenance(stores.clone(), config))
             }
             None => runner,

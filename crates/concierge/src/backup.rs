@@ -1244,6 +1244,44 @@ impl jobs::Maintenance for ScheduledBackup {
     }
 }
 
+/// Keeps the backup gauges true to the directory until `shutdown`: the newest backup's time
+/// and size, whoever wrote it (the schedule, `backup create`, a restore of files). Before the
+/// first backup the time is this worker's start, so a new installation gets a day of grace
+/// rather than an alert. The outcome counters start at 0, so the first failure shows in
+/// `increase()`.
+pub async fn watch_directory(dir: PathBuf, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let started = Timestamp::now();
+    for outcome in ["created", "verify_failed"] {
+        metrics::counter!("concierge_backups_total", "outcome" => outcome).increment(0);
+    }
+    for outcome in ["retry", "dead"] {
+        metrics::counter!("concierge_jobs_total", "kind" => "backup", "outcome" => outcome)
+            .increment(0);
+    }
+    while !*shutdown.borrow() {
+        let dir2 = dir.clone();
+        let newest = tokio::task::spawn_blocking(move || list(&dir2))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|files| files.into_iter().last());
+        #[allow(clippy::cast_precision_loss)]
+        match newest {
+            Some(file) => {
+                metrics::gauge!("concierge_backup_last_success_timestamp_seconds")
+                    .set(file.created_at.as_second() as f64);
+                metrics::gauge!("concierge_backup_last_size_bytes").set(file.bytes as f64);
+            }
+            None => metrics::gauge!("concierge_backup_last_success_timestamp_seconds")
+                .set(started.as_second() as f64),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
 /// Shared handle for the worker.
 pub fn maintenance(stores: Stores, config: BackupConfig) -> Arc<dyn jobs::Maintenance> {
     Arc::new(ScheduledBackup { stores, config })

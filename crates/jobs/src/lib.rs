@@ -165,8 +165,16 @@ impl Runner {
         let kind_label = kind.map_or("unknown", JobKind::as_str);
         metrics::histogram!("concierge_job_seconds", "kind" => kind_label)
             .record(started.elapsed().as_secs_f64());
+        let exhausted = self
+            .config
+            .retry
+            .next_delay(job.lease.attempt)
+            .filter(|_| job.lease.attempt < job.max_attempts)
+            .is_none();
         let outcome_label = match &outcome {
             JobOutcome::Done => "done",
+            // The last attempt failed: dead-lettered, and counted so.
+            JobOutcome::Retry(_) if exhausted => "dead",
             JobOutcome::Retry(_) => "retry",
             JobOutcome::Postpone(_) => "postponed",
             JobOutcome::Fatal(_) => "dead",
