@@ -28,6 +28,26 @@ pub struct RunnerConfig {
     pub shutdown_grace: Duration,
 }
 
+/// The queue operation a job's outcome comes to.
+enum Disposition {
+    Complete,
+    RetryAfter(Duration, String),
+    Postpone(Duration),
+    DeadLetter { error: String, last_attempt: bool },
+}
+
+impl Disposition {
+    /// The `outcome` label of `concierge_jobs_total`.
+    const fn label(&self) -> &'static str {
+        match self {
+            Self::Complete => "done",
+            Self::RetryAfter(..) => "retry",
+            Self::Postpone(_) => "postponed",
+            Self::DeadLetter { .. } => "dead",
+        }
+    }
+}
+
 /// Operator tasks the worker runs from the queue, provided by the binary (which owns their
 /// configuration).
 #[async_trait::async_trait]
@@ -165,23 +185,10 @@ impl Runner {
         let kind_label = kind.map_or("unknown", JobKind::as_str);
         metrics::histogram!("concierge_job_seconds", "kind" => kind_label)
             .record(started.elapsed().as_secs_f64());
-        let exhausted = self
-            .config
-            .retry
-            .next_delay(job.lease.attempt)
-            .filter(|_| job.lease.attempt < job.max_attempts)
-            .is_none();
-        let outcome_label = match &outcome {
-            JobOutcome::Done => "done",
-            // The last attempt failed: dead-lettered, and counted so.
-            JobOutcome::Retry(_) if exhausted => "dead",
-            JobOutcome::Retry(_) => "retry",
-            JobOutcome::Postpone(_) => "postponed",
-            JobOutcome::Fatal(_) => "dead",
-        };
-        metrics::counter!("concierge_jobs_total", "kind" => kind_label, "outcome" => outcome_label)
+        let disposition = self.disposition(job, outcome);
+        metrics::counter!("concierge_jobs_total", "kind" => kind_label, "outcome" => disposition.label())
             .increment(1);
-        if let Err(e) = self.persist(job, outcome).await {
+        if let Err(e) = self.persist(job, disposition).await {
             tracing::warn!(job = %job.id, error = %e, "could not record the job outcome; its lease will expire and it will run again");
         }
     }
@@ -221,37 +228,57 @@ impl Runner {
         }
     }
 
-    async fn persist(
-        &self,
-        job: &ClaimedJob,
-        outcome: JobOutcome,
-    ) -> Result<(), store::StoreError> {
+    /// What happens to a job after it ran, decided once: the metric and the queue agree.
+    fn disposition(&self, job: &ClaimedJob, outcome: JobOutcome) -> Disposition {
         match outcome {
-            JobOutcome::Done => {
-                self.queue.complete(job.id, &job.lease).await?;
-            }
+            JobOutcome::Done => Disposition::Complete,
             JobOutcome::Retry(error) => match self
                 .config
                 .retry
                 .next_delay(job.lease.attempt)
                 .filter(|_| job.lease.attempt < job.max_attempts)
             {
-                Some(delay) => {
-                    tracing::info!(job = %job.id, kind = %job.kind, attempt = job.lease.attempt, delay_ms = delay.as_millis() as u64, error = %error, "job will be retried");
-                    self.queue
-                        .retry_later(job.id, &job.lease, delay, &error)
-                        .await?;
-                }
-                None => {
-                    tracing::warn!(job = %job.id, kind = %job.kind, error = %error, "job dead-lettered after its last attempt");
-                    self.queue.dead_letter(job.id, &job.lease, &error).await?;
-                }
+                Some(delay) => Disposition::RetryAfter(delay, error),
+                None => Disposition::DeadLetter {
+                    error,
+                    last_attempt: true,
+                },
             },
-            JobOutcome::Postpone(delay) => {
+            JobOutcome::Postpone(delay) => Disposition::Postpone(delay),
+            JobOutcome::Fatal(error) => Disposition::DeadLetter {
+                error,
+                last_attempt: false,
+            },
+        }
+    }
+
+    async fn persist(
+        &self,
+        job: &ClaimedJob,
+        disposition: Disposition,
+    ) -> Result<(), store::StoreError> {
+        match disposition {
+            Disposition::Complete => {
+                self.queue.complete(job.id, &job.lease).await?;
+            }
+            Disposition::RetryAfter(delay, error) => {
+                tracing::info!(job = %job.id, kind = %job.kind, attempt = job.lease.attempt, delay_ms = delay.as_millis() as u64, error = %error, "job will be retried");
+                self.queue
+                    .retry_later(job.id, &job.lease, delay, &error)
+                    .await?;
+            }
+            Disposition::Postpone(delay) => {
                 self.queue.postpone(job.id, &job.lease, delay).await?;
             }
-            JobOutcome::Fatal(error) => {
-                tracing::warn!(job = %job.id, kind = %job.kind, error = %error, "job dead-lettered");
+            Disposition::DeadLetter {
+                error,
+                last_attempt,
+            } => {
+                if last_attempt {
+                    tracing::warn!(job = %job.id, kind = %job.kind, error = %error, "job dead-lettered after its last attempt");
+                } else {
+                    tracing::warn!(job = %job.id, kind = %job.kind, error = %error, "job dead-lettered");
+                }
                 self.queue.dead_letter(job.id, &job.lease, &error).await?;
             }
         }
