@@ -308,23 +308,15 @@ impl LlmEngine {
             let response = model.complete(&request).await?;
             metrics::histogram!("concierge_model_seconds", "provider" => self.model.provider().to_owned())
                 .record(started.elapsed().as_secs_f64());
+            // A cached answer was billed when it was first made.
             if !response.usage.from_cache {
-                let tenant = input.tenant_id.to_string();
-                let provider = self.model.provider().to_owned();
-                metrics::counter!("concierge_model_tokens_total", "provider" => provider.clone(), "tenant" => tenant.clone(), "kind" => "input")
-                    .increment(response.usage.input_tokens);
-                metrics::counter!("concierge_model_tokens_total", "provider" => provider.clone(), "tenant" => tenant.clone(), "kind" => "output")
-                    .increment(response.usage.output_tokens);
-                let cost = self
-                    .config
-                    .prices
-                    .cost_micros(response.usage.input_tokens, response.usage.output_tokens);
-                metrics::counter!("concierge_model_cost_microusd_total", "provider" => provider, "tenant" => tenant)
-                    .increment(cost);
                 spent.calls += 1;
                 spent.input_tokens += response.usage.input_tokens;
                 spent.output_tokens += response.usage.output_tokens;
-                spent.cost_micros += cost;
+                spent.cost_micros += self
+                    .config
+                    .prices
+                    .cost_micros(response.usage.input_tokens, response.usage.output_tokens);
             }
             let calls: Vec<ToolCall> = response.tool_calls().into_iter().cloned().collect();
             if calls.is_empty() || request.tool_choice == ToolChoice::None {
@@ -406,11 +398,23 @@ impl LlmEngine {
         }
     }
 
-    /// Persists what the turn spent, when accounting is on (prices or budgets configured).
+    /// Counts what the turn spent, once per turn, and persists it when accounting is on
+    /// (prices or budgets configured).
     async fn account(&self, input: &TurnInput, spent: ModelUsage) {
-        if spent.calls == 0 || !(self.config.prices.is_set() || self.config.budget.is_set()) {
+        if spent.calls == 0 {
             return;
         }
+        let tenant = input.tenant_id.to_string();
+        let provider = self.model.provider().to_owned();
+        metrics::counter!("concierge_model_tokens_total", "provider" => provider.clone(), "tenant" => tenant.clone(), "kind" => "input")
+            .increment(spent.input_tokens);
+        metrics::counter!("concierge_model_tokens_total", "provider" => provider.clone(), "tenant" => tenant.clone(), "kind" => "output")
+            .increment(spent.output_tokens);
+        if !(self.config.prices.is_set() || self.config.budget.is_set()) {
+            return;
+        }
+        metrics::counter!("concierge_model_cost_microusd_total", "provider" => provider, "tenant" => tenant)
+            .increment(spent.cost_micros);
         let day = store::utc_day(jiff::Timestamp::now());
         if let Err(e) = self
             .store
