@@ -163,6 +163,7 @@ pub(crate) async fn restore(
     let mut target = Target {
         tx,
         current_tenant: None,
+        insert: None,
     };
     let counts = drive_restore(source, &mut target, ROWS_PER_INSERT).await?;
     let Target { tx, .. } = target;
@@ -178,14 +179,24 @@ struct Target {
     tx: Transaction<'static, Postgres>,
     /// The tenant `app.tenant_id` is set to in the transaction.
     current_tenant: Option<Uuid>,
+    /// The INSERT of the table being restored, built once per table.
+    insert: Option<(&'static str, String)>,
 }
 
 #[async_trait::async_trait]
 impl RestoreTarget for Target {
     async fn insert(&mut self, table: &'static TableSpec, mut rows: Vec<Row>) -> StoreResult<()> {
-        let insert = insert_sql(table);
+        let Self {
+            tx,
+            current_tenant,
+            insert,
+        } = self;
+        let insert = match insert {
+            Some((name, sql)) if *name == table.name => sql,
+            _ => &insert.insert((table.name, insert_sql(table))).1,
+        };
         let Some(tc) = table.tenant_column().filter(|_| table.tenant_scoped) else {
-            return insert_rows(&mut self.tx, table, &insert, &rows).await;
+            return insert_rows(tx, table, insert, &rows).await;
         };
         // Row-level security: each run of rows of one tenant goes in with that tenant set.
         // Within a batch, rows are grouped by tenant (no foreign key orders rows of one
@@ -195,11 +206,11 @@ impl RestoreTarget for Target {
             let tenant = run[0][tc].as_uuid().ok_or_else(|| {
                 StoreError::Snapshot(format!("{}: a row has no tenant", table.name))
             })?;
-            if self.current_tenant != Some(tenant) {
-                set_tenant(&mut self.tx, tenant).await?;
-                self.current_tenant = Some(tenant);
+            if *current_tenant != Some(tenant) {
+                set_tenant(tx, tenant).await?;
+                *current_tenant = Some(tenant);
             }
-            insert_rows(&mut self.tx, table, &insert, run).await?;
+            insert_rows(tx, table, insert, run).await?;
         }
         Ok(())
     }
