@@ -214,6 +214,13 @@ async fn tenant_numbers(
         .collect()
 }
 
+/// The columns `rows::read_conversation` reads, in a literal so queries stay `&'static str`.
+macro_rules! conversation_columns {
+    () => {
+        "id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at"
+    };
+}
+
 const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, direction, channel, body_cipher, status, provider_sid, in_reply_to, error_code, created_at";
 
 #[async_trait]
@@ -634,7 +641,7 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<Conversation>> {
         let mut tx = self.tenant_tx(tenant).await?;
         let rows = sqlx::query(
-            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at FROM conversations WHERE tenant_id = $1 AND ($2 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+            concat!("SELECT ", conversation_columns!(), " FROM conversations WHERE tenant_id = $1 AND ($2 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"),
         )
         .bind(tenant.into_uuid())
         .bind(page.before)
@@ -653,9 +660,11 @@ impl Store for PgStore {
         id: ConversationId,
     ) -> StoreResult<Option<Conversation>> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let row = sqlx::query(
-            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at FROM conversations WHERE tenant_id = $1 AND id = $2",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE tenant_id = $1 AND id = $2"
+        ))
         .bind(tenant.into_uuid())
         .bind(id.into_uuid())
         .fetch_optional(&mut *tx)
@@ -672,11 +681,12 @@ impl Store for PgStore {
         requested: bool,
     ) -> StoreResult<Option<Conversation>> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let row = sqlx::query(
+        let row = sqlx::query(concat!(
             "UPDATE conversations SET handoff_at = CASE WHEN $1 THEN COALESCE(handoff_at, $2) END \
              WHERE tenant_id = $3 AND id = $4 \
-             RETURNING id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at",
-        )
+             RETURNING ",
+            conversation_columns!()
+        ))
         .bind(requested)
         .bind(now_ms())
         .bind(tenant.into_uuid())

@@ -135,6 +135,13 @@ async fn tenant_numbers(
         .collect()
 }
 
+/// The columns `rows::read_conversation` reads, in a literal so queries stay `&'static str`.
+macro_rules! conversation_columns {
+    () => {
+        "id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at"
+    };
+}
+
 const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, direction, channel, body_cipher, status, provider_sid, in_reply_to, error_code, created_at";
 
 #[async_trait]
@@ -733,7 +740,7 @@ impl Store for SqliteStore {
         page: Page,
     ) -> StoreResult<Vec<Conversation>> {
         let rows = sqlx::query(
-            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at FROM conversations WHERE tenant_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+            concat!("SELECT ", conversation_columns!(), " FROM conversations WHERE tenant_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?"),
         )
         .bind(tenant.into_uuid())
         .bind(page.before)
@@ -750,9 +757,11 @@ impl Store for SqliteStore {
         tenant: TenantId,
         id: ConversationId,
     ) -> StoreResult<Option<Conversation>> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at FROM conversations WHERE tenant_id = ? AND id = ?",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE tenant_id = ? AND id = ?"
+        ))
         .bind(tenant.into_uuid())
         .bind(id.into_uuid())
         .fetch_optional(&self.pool)
@@ -768,11 +777,12 @@ impl Store for SqliteStore {
         requested: bool,
     ) -> StoreResult<Option<Conversation>> {
         let (_writer, mut tx) = self.write_tx().await?;
-        let row = sqlx::query(
+        let row = sqlx::query(concat!(
             "UPDATE conversations SET handoff_at = CASE WHEN ? THEN COALESCE(handoff_at, ?) END \
              WHERE tenant_id = ? AND id = ? \
-             RETURNING id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at",
-        )
+             RETURNING ",
+            conversation_columns!()
+        ))
         .bind(requested)
         .bind(now_ms())
         .bind(tenant.into_uuid())
