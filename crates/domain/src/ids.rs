@@ -95,6 +95,14 @@ id_type!(
     /// A staff member of a tenant.
     StaffUserId
 );
+id_type!(
+    /// A long-term fact an agent remembers about an end user.
+    FactId
+);
+id_type!(
+    /// A reminder an end user asked for.
+    ReminderId
+);
 
 #[cfg(test)]
 mod tests {

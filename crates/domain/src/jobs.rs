@@ -15,6 +15,10 @@ pub enum JobKind {
     SendSms,
     /// Take the scheduled backup (one per day, whichever worker claims it).
     Backup,
+    /// Deliver a reminder an end user asked for, when it is due.
+    Reminder,
+    /// Tell the tenant's staff that a conversation was handed to a human.
+    NotifyStaff,
 }
 
 impl JobKind {
@@ -24,6 +28,8 @@ impl JobKind {
             Self::Turn => "turn",
             Self::SendSms => "send_sms",
             Self::Backup => "backup",
+            Self::Reminder => "reminder",
+            Self::NotifyStaff => "notify_staff",
         }
     }
 
@@ -33,11 +39,19 @@ impl JobKind {
             "turn" => Some(Self::Turn),
             "send_sms" => Some(Self::SendSms),
             "backup" => Some(Self::Backup),
+            "reminder" => Some(Self::Reminder),
+            "notify_staff" => Some(Self::NotifyStaff),
             _ => None,
         }
     }
 
-    pub const ALL: [Self; 3] = [Self::Turn, Self::SendSms, Self::Backup];
+    pub const ALL: [Self; 5] = [
+        Self::Turn,
+        Self::SendSms,
+        Self::Backup,
+        Self::Reminder,
+        Self::NotifyStaff,
+    ];
 }
 
 /// Exponential backoff with a cap: `base * 2^(attempt-1)`, at most `cap`.

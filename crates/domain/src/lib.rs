@@ -10,7 +10,8 @@ pub mod tenant;
 
 pub use consent::ConsentKeyword;
 pub use ids::{
-    ApiKeyId, ConversationId, EndUserId, JobId, KbEntryId, MessageId, StaffUserId, TenantId,
+    ApiKeyId, ConversationId, EndUserId, FactId, JobId, KbEntryId, MessageId, ReminderId,
+    StaffUserId, TenantId,
 };
 pub use message::{Channel, Direction, MessageStatus};
 pub use phone::{PhoneNumber, PhoneNumberError};

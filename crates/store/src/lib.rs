@@ -10,7 +10,10 @@ pub mod snapshot;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::{ConversationId, EndUserId, KbEntryId, MessageId, PhoneNumber, TenantId};
+use domain::{
+    ConversationId, EndUserId, FactId, JobId, KbEntryId, MessageId, PhoneNumber, ReminderId,
+    TenantId,
+};
 
 pub use queue::{ClaimedJob, DeadJob, JobQueue, Lease, NewJob, QueueStats};
 pub use records::*;
@@ -211,6 +214,124 @@ pub trait Store: Send + Sync + 'static {
         end_user: EndUserId,
         day: i64,
     ) -> StoreResult<UsageTotals>;
+
+    // --- agent profiles --------------------------------------------------------------------
+
+    /// Stores a new version of the tenant's profile `name` (1 for a new name, else the
+    /// latest + 1, decided atomically) and returns it.
+    async fn put_profile(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        source: &str,
+    ) -> StoreResult<StoredProfile>;
+    /// Version `version` of a profile, or its latest version when None.
+    async fn get_profile(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        version: Option<u32>,
+    ) -> StoreResult<Option<StoredProfile>>;
+    /// The latest version of each of the tenant's profiles, by name.
+    async fn list_profiles(&self, tenant: TenantId) -> StoreResult<Vec<StoredProfile>>;
+    /// Every version of one profile, newest first.
+    async fn profile_versions(&self, tenant: TenantId, name: &str)
+    -> StoreResult<Vec<StoredProfile>>;
+    /// The profile new conversations of the tenant get; None: the built-in default.
+    async fn default_profile(&self, tenant: TenantId) -> StoreResult<Option<String>>;
+    async fn set_default_profile(&self, tenant: TenantId, name: Option<&str>) -> StoreResult<()>;
+
+    // --- conversation state -------------------------------------------------------------
+
+    /// The agent state of a conversation (revision 0 and nothing set when never saved).
+    async fn conversation_state(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+    ) -> StoreResult<ConversationState>;
+    /// Saves `state` if the stored revision is still `state.revision` (0: never saved) and
+    /// returns the new revision; a concurrent save won is a `Conflict`, and a conversation
+    /// that is not the tenant's is `NotFound`.
+    async fn save_conversation_state(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        state: &ConversationState,
+    ) -> StoreResult<u64>;
+
+    // --- long-term facts about end users ------------------------------------------------
+
+    /// Remembers a fact; the same id again returns the stored fact and writes nothing.
+    async fn add_fact(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        fact: NewFact,
+    ) -> StoreResult<Fact>;
+    /// The end user's facts, newest first, at most `limit`.
+    async fn list_facts(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        limit: u32,
+    ) -> StoreResult<Vec<Fact>>;
+    /// Forgets one fact of that end user; false when there was none.
+    async fn delete_fact(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        fact: FactId,
+    ) -> StoreResult<bool>;
+
+    // --- reminders ------------------------------------------------------------------------
+
+    /// Schedules a reminder and its delivery job (kind `reminder`, due at `due_at`) in one
+    /// transaction; the same id again returns the stored reminder and writes nothing.
+    async fn create_reminder(&self, tenant: TenantId, reminder: NewReminder)
+    -> StoreResult<Reminder>;
+    async fn get_reminder(&self, tenant: TenantId, id: ReminderId)
+    -> StoreResult<Option<Reminder>>;
+    /// The end user's reminders by due time; only scheduled ones unless `all`.
+    async fn list_reminders(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        all: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<Reminder>>;
+    /// Cancels a scheduled reminder of that end user; false when there was none.
+    async fn cancel_reminder(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        id: ReminderId,
+    ) -> StoreResult<bool>;
+    /// Delivers a due reminder in one transaction: records `body` (encrypted message text)
+    /// as an outbound message of its conversation, enqueues its `send_sms` job for an SMS
+    /// reminder (`send_max_attempts`), marks the reminder sent, and completes the reminder
+    /// job under `job`'s lease (a lost lease is a `Conflict` and nothing is written).
+    async fn deliver_reminder(
+        &self,
+        tenant: TenantId,
+        id: ReminderId,
+        body: Vec<u8>,
+        send_max_attempts: u32,
+        job: (JobId, Lease),
+    ) -> StoreResult<ReminderDelivery>;
+
+    // --- turn steps -------------------------------------------------------------------------
+
+    /// Records a step of the turn answering message `turn`; a step already recorded at
+    /// that `seq` is kept as it is (a resumed turn).
+    async fn record_turn_step(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        turn: MessageId,
+        step: NewTurnStep,
+    ) -> StoreResult<()>;
+    /// The steps recorded for the turn answering `turn`, by `seq`.
+    async fn turn_steps(&self, tenant: TenantId, turn: MessageId) -> StoreResult<Vec<TurnStep>>;
 
     // --- snapshots (backup and restore) --------------------------------------------------
 

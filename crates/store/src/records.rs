@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use domain::{
-    ApiKeyId, Channel, ConsentKeyword, ConversationId, Direction, EndUserId, JobId, KbEntryId,
-    MessageId, MessageStatus, PhoneNumber, TenantId, TenantName,
+    ApiKeyId, Channel, ConsentKeyword, ConversationId, Direction, EndUserId, FactId, JobId,
+    KbEntryId, MessageId, MessageStatus, PhoneNumber, ReminderId, TenantId, TenantName,
 };
 use jiff::Timestamp;
 
@@ -277,4 +277,148 @@ pub fn utc_day(at: Timestamp) -> i64 {
 #[must_use]
 pub fn timestamp_from_ms(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+// --- agents: profiles, conversation state, facts, reminders, turn steps -------------------
+
+/// One version of a tenant's agent profile (TOML source, validated by the agent crate
+/// before it is stored; the store keeps it as text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredProfile {
+    pub name: String,
+    /// 1 for the first version of a name, then +1 for each new one.
+    pub version: u32,
+    pub source: String,
+    pub created_at: Timestamp,
+}
+
+/// What the agent runtime keeps between the turns of one conversation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConversationState {
+    /// The profile serving the conversation; None: the tenant's default.
+    pub profile: Option<String>,
+    /// The agent of that profile holding the conversation; None: the profile's entry agent.
+    pub agent: Option<String>,
+    /// Encrypted JSON of the agent's working memory (slots, rolling summary); the store
+    /// never reads it.
+    pub data: Option<Vec<u8>>,
+    /// Bumped by every save; a save that expects another revision is a `Conflict`.
+    pub revision: u64,
+}
+
+/// A fact to remember about an end user. The id comes from the caller, so a retried turn
+/// writes it once.
+#[derive(Clone, Debug)]
+pub struct NewFact {
+    pub id: FactId,
+    /// Encrypted text.
+    pub text: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fact {
+    pub id: FactId,
+    pub end_user_id: EndUserId,
+    /// Encrypted text.
+    pub text: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReminderStatus {
+    Scheduled,
+    Sent,
+    Cancelled,
+    /// Not delivered: the end user opted out, or the channel cannot reach them.
+    Failed,
+}
+
+impl ReminderStatus {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Sent => "sent",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "scheduled" => Some(Self::Scheduled),
+            "sent" => Some(Self::Sent),
+            "cancelled" => Some(Self::Cancelled),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A reminder to schedule. The id comes from the caller, so a retried turn schedules it once.
+#[derive(Clone, Debug)]
+pub struct NewReminder {
+    pub id: ReminderId,
+    pub end_user_id: EndUserId,
+    pub conversation_id: ConversationId,
+    /// How the reminder reaches the end user: SMS is sent, web chat is stored.
+    pub channel: Channel,
+    /// Encrypted text of what to remind.
+    pub text: Vec<u8>,
+    pub due_at: Timestamp,
+    /// Attempts of the delivery job.
+    pub max_attempts: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reminder {
+    pub id: ReminderId,
+    pub end_user_id: EndUserId,
+    pub conversation_id: ConversationId,
+    pub channel: Channel,
+    /// Encrypted text.
+    pub text: Vec<u8>,
+    pub due_at: Timestamp,
+    pub status: ReminderStatus,
+    /// The message that delivered it, once sent.
+    pub message_id: Option<MessageId>,
+    pub created_at: Timestamp,
+}
+
+/// What [`crate::Store::deliver_reminder`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReminderDelivery {
+    /// The message was recorded (and, for SMS, its send job enqueued).
+    Delivered(MessageId),
+    /// The end user opted out: marked failed, nothing recorded.
+    OptedOut,
+    /// It was cancelled, already delivered, or does not exist: nothing to do.
+    Skipped,
+}
+
+/// A step of a turn to record; see [`TurnStep`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTurnStep {
+    pub seq: u32,
+    pub kind: String,
+    pub name: String,
+    pub is_error: bool,
+    pub detail: Option<Vec<u8>>,
+}
+
+/// One step of a turn, recorded as it happens so a crashed turn can be resumed without
+/// repeating a tool that already ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnStep {
+    /// 0-based position in the turn.
+    pub seq: u32,
+    /// "model", "tool" or "handoff".
+    pub kind: String,
+    /// The tool or agent name (no user data).
+    pub name: String,
+    pub is_error: bool,
+    /// Encrypted detail (tool arguments and result), for resuming.
+    pub detail: Option<Vec<u8>>,
+    pub created_at: Timestamp,
 }
