@@ -6,7 +6,11 @@
 
 mod llm_engine;
 pub mod offline;
+pub mod profile;
+pub mod profiles;
 pub mod redact;
+pub mod state;
+pub mod tools;
 
 use std::sync::Arc;
 
@@ -15,6 +19,9 @@ use domain::{Channel, ConversationId, Direction, EndUserId, MessageId, TenantId}
 use store::Store;
 
 pub use llm_engine::{Budget, LlmEngine, LlmEngineConfig, Prices};
+pub use profile::{AgentSpec, Profile, ProfileError};
+pub use profiles::Profiles;
+pub use tools::{Registry, Sealer};
 
 /// The tool (and turn label) that hands a conversation to a member of staff.
 pub const HANDOFF_TOOL: &str = "hand_off_to_human";
@@ -27,7 +34,7 @@ pub struct PastMessage {
 }
 
 /// One inbound message to answer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TurnInput {
     pub tenant_id: TenantId,
     pub conversation_id: ConversationId,
@@ -38,6 +45,8 @@ pub struct TurnInput {
     pub text: String,
     /// Up to [`TurnEngine::history_window`] earlier messages, oldest first.
     pub history: Vec<PastMessage>,
+    /// Encrypts what the turn stores about the end user, with the tenant's key.
+    pub sealer: Arc<dyn Sealer>,
 }
 
 /// What the turn produced.
@@ -49,6 +58,8 @@ pub struct TurnOutput {
     pub answered_by: &'static str,
     /// The tools that ran during the turn, in order (labels only, no arguments).
     pub tools: Vec<&'static str>,
+    /// The agents of the profile that spoke, in order (more than one after a hand-off).
+    pub agents: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +140,7 @@ impl TurnEngine for KnowledgeResponder {
                     reply: Some(reply.to_owned()),
                     answered_by: "small_talk",
                     tools: Vec::new(),
+                    agents: Vec::new(),
                 });
             }
             // Only promise a person once the conversation is really marked for one.
@@ -145,6 +157,7 @@ impl TurnEngine for KnowledgeResponder {
                     reply: Some(reply.to_owned()),
                     answered_by: "handoff",
                     tools: vec![HANDOFF_TOOL],
+                    agents: Vec::new(),
                 });
             }
             Some(Canned::Handoff(_)) | None => {}
@@ -161,6 +174,7 @@ impl TurnEngine for KnowledgeResponder {
             reply: Some(truncate_chars(&reply, MAX_REPLY_CHARS)),
             answered_by,
             tools: Vec::new(),
+            agents: Vec::new(),
         })
     }
 }

@@ -1,8 +1,13 @@
-//! A turn answered by a model: the conversation so far, the tenant's instructions, and the
-//! knowledge-base search tool, in a bounded loop of tool calls. When the model cannot be
-//! reached (every provider and retry failed) the offline engine answers instead, so a
-//! customer always gets a reply.
+//! A turn answered by a team of agents that reason with a model: the conversation's current
+//! agent (from its profile) gets the conversation so far, what is remembered about the end
+//! user, and its allowed tools, in a bounded loop of tool calls; it may pass the
+//! conversation to a colleague along the profile's hand-off edges, within the same turn.
+//! Every tool step is recorded (encrypted) as it happens, so a turn that is run again after
+//! a crash reuses the results of the steps that already ran instead of repeating them. When
+//! the model cannot be reached (every provider and retry failed) the offline engine answers
+//! instead, so a customer always gets a reply.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,18 +15,22 @@ use async_trait::async_trait;
 use domain::{Channel, Direction};
 use llm::{ChatModel, ChatRequest, LlmError, Message, Part, Role, ToolCall, ToolChoice, ToolSpec};
 use serde_json::json;
-use store::{ModelUsage, Store};
+use store::{ModelUsage, NewTurnStep, Store};
 
+use crate::profile::{AgentSpec, Profile};
+use crate::profiles::Profiles;
 use crate::redact::Redactions;
-use crate::{
-    HANDOFF_TOOL, MAX_REPLY_CHARS, TurnEngine, TurnError, TurnInput, TurnOutput, truncate_chars,
-};
+use crate::state::{self, Memory};
+use crate::tools::{self, Registry, ToolContext, ToolOutput, columns};
+use crate::{MAX_REPLY_CHARS, TurnEngine, TurnError, TurnInput, TurnOutput, truncate_chars};
 
-const SEARCH_TOOL: &str = "search_knowledge_base";
-/// A query the model sends to the search tool is cut to this length.
-const MAX_QUERY_CHARS: usize = 300;
-/// Knowledge-base text returned to the model per search, in characters.
-const MAX_RESULT_CHARS: usize = 4000;
+/// Tool calls run per model answer; more are refused.
+const MAX_CALLS_PER_ROUND: usize = 8;
+/// Hand-offs between agents within one turn (a ping-pong between two agents stops here).
+const MAX_TRANSFERS: usize = 3;
+const TRANSFER_PREFIX: &str = "transfer_to_";
+/// Facts about the end user put in the instructions of agents that use memory.
+const FACTS_IN_CONTEXT: u32 = 20;
 
 #[derive(Clone, Debug)]
 pub struct LlmEngineConfig {
@@ -41,6 +50,8 @@ pub struct LlmEngineConfig {
     pub prices: Prices,
     /// Daily spending limits; over one, the turn is answered with `budget.message`.
     pub budget: Budget,
+    /// The time zone of dates when the profile names none.
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 /// US dollars per million tokens.
@@ -107,11 +118,10 @@ fn usd_to_micros(usd: f64) -> u64 {
 impl Default for LlmEngineConfig {
     fn default() -> Self {
         Self {
-            system_prompt:
-                "You are the front desk of a small business. Answer briefly and politely. \
-                Use the knowledge base tool for facts about the business; never invent prices, \
-                hours or policies. If you cannot help, say a member of staff will follow up."
-                    .into(),
+            system_prompt: "Answer briefly and politely. Never invent facts about the business \
+                (prices, hours, policies): use your tools, and if you cannot help, say a member \
+                of staff will follow up."
+                .into(),
             history: 12,
             max_tool_rounds: 3,
             tool_timeout: Duration::from_secs(5),
@@ -119,6 +129,7 @@ impl Default for LlmEngineConfig {
             redact_pii: false,
             prices: Prices::default(),
             budget: Budget::default(),
+            time_zone: jiff::tz::TimeZone::UTC,
         }
     }
 }
@@ -128,8 +139,26 @@ pub struct LlmEngine {
     /// Answers to identical requests, kept apart per tenant.
     cache: Option<Arc<llm::ResponseCache>>,
     store: Arc<dyn Store>,
+    registry: Registry,
+    profiles: Arc<Profiles>,
     offline: Arc<dyn TurnEngine>,
     config: LlmEngineConfig,
+}
+
+/// What one turn is doing, threaded through the loop.
+struct Turn<'a> {
+    input: &'a TurnInput,
+    profile: Arc<Profile>,
+    agent: String,
+    /// Agents that spoke in this turn, in order.
+    agents: Vec<String>,
+    tools: Vec<&'static str>,
+    spent: ModelUsage,
+    now: jiff::Zoned,
+    seq: u32,
+    /// Steps a previous run of this turn recorded, by seq (loaded at the first tool call).
+    prior: Option<HashMap<u32, (String, Option<Vec<u8>>)>>,
+    memory: Memory,
 }
 
 impl LlmEngine {
@@ -137,6 +166,8 @@ impl LlmEngine {
     pub fn new(
         model: Arc<dyn ChatModel>,
         store: Arc<dyn Store>,
+        registry: Registry,
+        profiles: Arc<Profiles>,
         offline: Arc<dyn TurnEngine>,
         config: LlmEngineConfig,
     ) -> Self {
@@ -144,172 +175,288 @@ impl LlmEngine {
             model,
             cache: None,
             store,
+            registry,
+            profiles,
             offline,
             config,
         }
     }
 
     /// Serves identical requests (same tenant, instructions, history, tools and settings)
-    /// from `cache` for its time to live.
+    /// from `cache` for its time to live, for agents whose profile allows it.
     #[must_use]
     pub fn with_cache(mut self, cache: Arc<llm::ResponseCache>) -> Self {
         self.cache = Some(cache);
         self
     }
 
-    fn tools() -> Vec<ToolSpec> {
-        vec![ToolSpec {
-            name: SEARCH_TOOL.into(),
-            description:
-                "Search the business's knowledge base (hours, services, prices, policies). \
-                Returns the best matching entries."
-                    .into(),
-            parameters: json!({
-                "type": "object",
-                "properties": {"query": {"type": "string", "description": "What to look for"}},
-                "required": ["query"]
-            }),
-        }]
+    /// The tools offered to `agent`: its allowed tools that are available, then one
+    /// transfer tool per hand-off edge.
+    fn tool_specs(&self, profile: &Profile, agent: &AgentSpec) -> Vec<ToolSpec> {
+        let mut specs = self.registry.specs(&agent.tools);
+        for edge in &agent.handoffs {
+            let description = profile
+                .agents
+                .get(edge)
+                .map_or(String::new(), |a| a.description.clone());
+            specs.push(ToolSpec {
+                name: format!("{TRANSFER_PREFIX}{edge}"),
+                description: format!(
+                    "Pass the conversation to your colleague {edge:?}: {description}"
+                ),
+                parameters: json!({"type": "object", "properties": {}}),
+            });
+        }
+        specs
     }
 
-    fn request(&self, input: &TurnInput, pii: &mut Option<Redactions>) -> ChatRequest {
-        let mut text = |t: &str| match pii {
-            Some(r) => r.mask(t),
-            None => t.to_owned(),
-        };
-        let mut messages: Vec<Message> = input
-            .history
-            .iter()
-            .map(|m| match m.direction {
-                Direction::Inbound => Message::user(text(&m.text)),
-                Direction::Outbound => Message::assistant(text(&m.text)),
-            })
-            .collect();
-        messages.push(Message::user(text(&input.text)));
-        let channel = match input.channel {
+    fn system_prompt(&self, turn: &Turn<'_>, context: &Context, pii: Option<&Redactions>) -> String {
+        let agent = turn.profile.agent(Some(&turn.agent));
+        let mut system = String::new();
+        if !self.config.system_prompt.trim().is_empty() {
+            system.push_str(self.config.system_prompt.trim());
+            system.push_str("\n\n");
+        }
+        system.push_str(&agent.instructions);
+        if turn.profile.agents.len() > 1 {
+            system.push_str(&format!(
+                "\n\nYou are {:?}, one agent of a team; the customer sees one conversation. \
+                 To pass the conversation to a colleague, call its transfer tool and let them answer.",
+                agent.name
+            ));
+        }
+        let channel = match turn.input.channel {
             Channel::Sms => {
                 "The customer is texting: answer in at most three short sentences, plain text."
             }
             Channel::WebChat => "The customer is on the web chat: answer in a few short sentences.",
         };
-        let mut request = ChatRequest::new(messages);
-        let mut system = format!("{}\n\n{channel}", self.config.system_prompt);
-        if let Some(note) = pii.as_ref().and_then(Redactions::instructions) {
+        system.push_str("\n\n");
+        system.push_str(channel);
+        system.push_str(&format!(
+            "\nIt is now {} ({}).",
+            turn.now.strftime("%A %-d %B %Y, %H:%M"),
+            turn.now.time_zone().iana_name().unwrap_or("UTC")
+        ));
+        if let Some(facts) = &context.facts {
+            system.push_str("\n\nWhat you remember about this person (facts, with ids):\n");
+            system.push_str(facts);
+        }
+        if let Some(summary) = &context.summary {
+            system.push_str("\n\nSummary of the earlier conversation:\n");
+            system.push_str(summary);
+        }
+        if let Some(note) = pii.and_then(Redactions::instructions) {
             system.push_str("\n\n");
             system.push_str(&note);
         }
-        request.system = Some(system);
-        request.tools = Self::tools();
-        request.max_tokens = self.config.max_tokens;
+        system
+    }
+
+    fn request(
+        &self,
+        turn: &Turn<'_>,
+        context: &Context,
+        pii: &mut Option<Redactions>,
+    ) -> ChatRequest {
+        let input = turn.input;
+        let mut messages: Vec<Message> = Vec::with_capacity(input.history.len() + 1);
+        for m in &input.history {
+            let text = mask_mut(pii, &m.text);
+            messages.push(match m.direction {
+                Direction::Inbound => Message::user(text),
+                Direction::Outbound => Message::assistant(text),
+            });
+        }
+        messages.push(Message::user(mask_mut(pii, &input.text)));
+        let mut request = ChatRequest::new(messages);
+        self.set_agent(&mut request, turn, context, pii.as_ref());
         request
     }
 
-    /// Runs one tool call; failures become error results the model can read, never a
-    /// failed turn.
-    async fn call_tool(
+    /// Points `request` at the turn's current agent: its instructions, tools and model policy.
+    fn set_agent(
         &self,
-        input: &TurnInput,
-        call: &ToolCall,
+        request: &mut ChatRequest,
+        turn: &Turn<'_>,
+        context: &Context,
         pii: Option<&Redactions>,
-    ) -> (String, bool) {
-        metrics::counter!("concierge_tool_calls_total", "tool" => tool_label(&call.name))
-            .increment(1);
-        if call.name == HANDOFF_TOOL {
-            let handoff = self
-                .store
-                .set_handoff(input.tenant_id, input.conversation_id, true);
-            return match tokio::time::timeout(self.config.tool_timeout, handoff).await {
-                Ok(Ok(Some(_))) => {
-                    metrics::counter!("concierge_handoffs_total", "event" => "requested_by_agent")
-                        .increment(1);
-                    (
-                        "Done: a member of staff will reply in this conversation.".into(),
-                        false,
-                    )
-                }
-                Ok(Ok(None)) => ("This conversation cannot be handed off.".into(), true),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "hand-off failed");
-                    metrics::counter!("concierge_tool_errors_total", "tool" => HANDOFF_TOOL)
-                        .increment(1);
-                    (
-                        "The hand-off failed; apologise and ask the customer to call.".into(),
-                        true,
-                    )
-                }
-                Err(_) => ("The hand-off did not finish in time.".into(), true),
-            };
-        }
-        if call.name != SEARCH_TOOL {
-            // Unknown or not allowed for this agent: refused, recorded, answered sensibly.
-            tracing::warn!(tool = %tool_label(&call.name), "model called a tool it does not have");
-            metrics::counter!("concierge_tool_errors_total", "tool" => "unknown").increment(1);
-            return (format!("There is no tool named {:?}.", call.name), true);
-        }
-        let Some(query) = call.arguments.get("query").and_then(|q| q.as_str()) else {
-            return (
-                "The argument \"query\" (a string) is required.".into(),
-                true,
-            );
-        };
-        let query = match pii {
-            Some(r) => r.unmask(query),
-            None => query.to_owned(),
-        };
-        let query = truncate_chars(&query, MAX_QUERY_CHARS);
-        let search = self.store.search_kb(input.tenant_id, &query, 3);
-        match tokio::time::timeout(self.config.tool_timeout, search).await {
-            Ok(Ok(hits)) if hits.is_empty() => ("No entry matches.".into(), false),
-            Ok(Ok(hits)) => {
-                let text = hits
-                    .iter()
-                    .map(|h| format!("## {}\n{}", h.entry.title, h.entry.body))
-                    .collect::<Vec<_>>()
-                    .join("\n\n");
-                (truncate_chars(&text, MAX_RESULT_CHARS), false)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "knowledge-base search failed");
-                metrics::counter!("concierge_tool_errors_total", "tool" => SEARCH_TOOL)
-                    .increment(1);
-                ("The knowledge base is unavailable right now.".into(), true)
-            }
-            Err(_) => {
-                metrics::counter!("concierge_tool_errors_total", "tool" => SEARCH_TOOL)
-                    .increment(1);
-                ("The knowledge base did not answer in time.".into(), true)
-            }
-        }
+    ) {
+        let agent = turn.profile.agent(Some(&turn.agent));
+        request.system = Some(self.system_prompt(turn, context, pii));
+        request.tools = self.tool_specs(&turn.profile, agent);
+        request.model = agent.model.clone().unwrap_or_default();
+        request.temperature = agent.temperature;
+        request.max_tokens = agent.max_tokens.unwrap_or(self.config.max_tokens);
     }
 
-    /// The reply text (empty if the model gave none) and the tools that ran.
-    async fn converse(
+    /// Runs one tool call of the model (or replays it from a previous run of this turn).
+    async fn call_tool(
         &self,
-        input: &TurnInput,
-        tools: &mut Vec<&'static str>,
-        spent: &mut ModelUsage,
-    ) -> Result<String, LlmError> {
-        let scoped;
-        let model: &dyn ChatModel = match &self.cache {
-            Some(cache) => {
-                scoped = cache.scoped(input.tenant_id.to_string());
-                &scoped
-            }
-            None => self.model.as_ref(),
+        turn: &mut Turn<'_>,
+        call: &ToolCall,
+        sealer_pii: Option<&Redactions>,
+    ) -> Result<ToolOutput, TurnError> {
+        let seq = turn.seq;
+        turn.seq += 1;
+        let input = turn.input;
+        if turn.prior.is_none() {
+            let steps = self.store.turn_steps(input.tenant_id, input.message_id).await?;
+            turn.prior = Some(
+                steps
+                    .into_iter()
+                    .map(|s| (s.seq, (s.name, s.detail)))
+                    .collect(),
+            );
+        }
+        let label = tools::label(&call.name);
+        turn.tools.push(label);
+        // A resumed turn: the same step already ran; give the model its recorded result.
+        if let Some((name, Some(detail))) = turn.prior.as_ref().and_then(|p| p.get(&seq))
+            && name == label
+            && let Ok(json) = input.sealer.open(columns::STEP, detail)
+            && let Ok(recorded) = serde_json::from_str::<serde_json::Value>(&json)
+        {
+            metrics::counter!("concierge_tool_replays_total", "tool" => label).increment(1);
+            return Ok(ToolOutput {
+                content: recorded["result"].as_str().unwrap_or_default().to_owned(),
+                is_error: recorded["is_error"].as_bool().unwrap_or(true),
+            });
+        }
+        let arguments = match sealer_pii {
+            Some(r) => unmask_json(r, &call.arguments),
+            None => call.arguments.clone(),
+        };
+        let ctx = ToolContext {
+            tenant: input.tenant_id,
+            conversation: input.conversation_id,
+            end_user: input.end_user_id,
+            turn: input.message_id,
+            channel: input.channel,
+            seq,
+            now: &turn.now,
+            sealer: input.sealer.as_ref(),
+        };
+        let agent = turn.profile.agent(Some(&turn.agent));
+        let (label, output) = self
+            .registry
+            .call(&agent.tools, &call.name, &ctx, &arguments)
+            .await;
+        let detail = json!({"result": output.content, "is_error": output.is_error}).to_string();
+        self.store
+            .record_turn_step(
+                input.tenant_id,
+                input.conversation_id,
+                input.message_id,
+                NewTurnStep {
+                    seq,
+                    kind: "tool".into(),
+                    name: label.into(),
+                    is_error: output.is_error,
+                    detail: Some(input.sealer.seal(columns::STEP, &detail)),
+                },
+            )
+            .await?;
+        Ok(output)
+    }
+
+    /// Moves the turn to `target` if the current agent has that edge.
+    async fn transfer(&self, turn: &mut Turn<'_>, target: &str, transfers: &mut usize) -> Result<ToolOutput, TurnError> {
+        let seq = turn.seq;
+        turn.seq += 1;
+        let current = turn.profile.agent(Some(&turn.agent));
+        if !current.handoffs.iter().any(|h| h == target) {
+            metrics::counter!("concierge_tool_refusals_total", "tool" => "transfer").increment(1);
+            return Ok(ToolOutput::error(format!(
+                "You cannot pass the conversation to {target:?}; answer the customer yourself."
+            )));
+        }
+        if *transfers >= MAX_TRANSFERS {
+            return Ok(ToolOutput::error(
+                "Too many transfers in this turn: answer the customer yourself now.",
+            ));
+        }
+        *transfers += 1;
+        let input = turn.input;
+        self.store
+            .record_turn_step(
+                input.tenant_id,
+                input.conversation_id,
+                input.message_id,
+                NewTurnStep {
+                    seq,
+                    kind: "handoff".into(),
+                    name: target.to_owned(),
+                    is_error: false,
+                    detail: None,
+                },
+            )
+            .await?;
+        metrics::counter!("concierge_agent_handoffs_total").increment(1);
+        turn.agent = target.to_owned();
+        turn.agents.push(target.to_owned());
+        turn.tools.push("transfer");
+        Ok(ToolOutput::ok(format!(
+            "You are now {target:?}: continue the conversation with the customer."
+        )))
+    }
+
+    async fn facts(&self, input: &TurnInput) -> Result<Option<String>, TurnError> {
+        Ok(tools::facts_text(
+            self.store.as_ref(),
+            input.tenant_id,
+            input.end_user_id,
+            input.sealer.as_ref(),
+            FACTS_IN_CONTEXT,
+        )
+        .await?)
+    }
+
+    /// The reply text (empty if the model gave none).
+    async fn converse(&self, turn: &mut Turn<'_>) -> Result<Result<String, LlmError>, TurnError> {
+        let input = turn.input;
+        let uses_memory = |agent: &AgentSpec| {
+            agent
+                .tools
+                .iter()
+                .any(|t| t == tools::RECALL_FACTS || t == tools::REMEMBER_FACT)
         };
         let mut pii = self.config.redact_pii.then(Redactions::new);
-        let mut request = self.request(input, &mut pii);
+        let mut context = Context {
+            facts: None,
+            summary: turn.memory.summary.clone().map(|s| mask_mut(&mut pii, &s)),
+        };
+        let mut facts_loaded = false;
+        if uses_memory(turn.profile.agent(Some(&turn.agent))) {
+            context.facts = self.facts(input).await?.map(|f| mask_mut(&mut pii, &f));
+            facts_loaded = true;
+        }
+        let mut request = self.request(turn, &context, &mut pii);
+        let mut transfers = 0;
         for round in 0..=self.config.max_tool_rounds {
             if round == self.config.max_tool_rounds {
                 // Tool budget spent (a loop, or a stubborn model): answer with what you have.
                 request.tool_choice = ToolChoice::None;
             }
+            let agent = turn.profile.agent(Some(&turn.agent));
+            let scoped;
+            let model: &dyn ChatModel = match &self.cache {
+                Some(cache) if agent.cache => {
+                    scoped = cache.scoped(input.tenant_id.to_string());
+                    &scoped
+                }
+                _ => self.model.as_ref(),
+            };
             let started = Instant::now();
-            let response = model.complete(&request).await?;
+            let response = match model.complete(&request).await {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
             metrics::histogram!("concierge_model_seconds", "provider" => self.model.provider().to_owned())
                 .record(started.elapsed().as_secs_f64());
             // A cached answer was billed when it was first made.
             if !response.usage.from_cache {
+                let spent = &mut turn.spent;
                 spent.calls += 1;
                 spent.input_tokens += response.usage.input_tokens;
                 spent.output_tokens += response.usage.output_tokens;
@@ -321,50 +468,75 @@ impl LlmEngine {
             let calls: Vec<ToolCall> = response.tool_calls().into_iter().cloned().collect();
             if calls.is_empty() || request.tool_choice == ToolChoice::None {
                 let reply = response.text().trim().to_owned();
-                return Ok(match &pii {
+                return Ok(Ok(match &pii {
                     Some(r) => r.unmask(&reply),
                     None => reply,
-                });
+                }));
             }
             request.messages.push(Message {
                 role: Role::Assistant,
                 parts: response.parts.clone(),
             });
+            let agent_before = turn.agent.clone();
             let mut results = Vec::with_capacity(calls.len());
-            for call in calls.iter().take(8) {
-                tools.push(tool_label(&call.name));
-                let (content, is_error) = self.call_tool(input, call, pii.as_ref()).await;
+            for (i, call) in calls.iter().enumerate() {
+                let output = if i >= MAX_CALLS_PER_ROUND {
+                    ToolOutput::error("Too many tool calls at once; ask again.")
+                } else if let Some(target) = call.name.strip_prefix(TRANSFER_PREFIX) {
+                    self.transfer(turn, target, &mut transfers).await?
+                } else {
+                    self.call_tool(turn, call, pii.as_ref()).await?
+                };
                 results.push(Part::ToolResult {
                     call_id: call.id.clone(),
                     name: call.name.clone(),
-                    content,
-                    is_error,
-                });
-            }
-            for call in calls.iter().skip(8) {
-                results.push(Part::ToolResult {
-                    call_id: call.id.clone(),
-                    name: call.name.clone(),
-                    content: "Too many tool calls at once; ask again.".into(),
-                    is_error: true,
+                    content: output.content,
+                    is_error: output.is_error,
                 });
             }
             request.messages.push(Message {
                 role: Role::User,
                 parts: results,
             });
+            if turn.agent != agent_before {
+                if !facts_loaded && uses_memory(turn.profile.agent(Some(&turn.agent))) {
+                    context.facts = self.facts(input).await?.map(|f| mask_mut(&mut pii, &f));
+                    facts_loaded = true;
+                }
+                self.set_agent(&mut request, turn, &context, pii.as_ref());
+            }
         }
-        Ok(String::new())
+        Ok(Ok(String::new()))
     }
 }
 
-/// Metric label for a tool name the model chose: only known names, so a model cannot
-/// create unbounded label values.
-fn tool_label(name: &str) -> &'static str {
-    match name {
-        SEARCH_TOOL => SEARCH_TOOL,
-        HANDOFF_TOOL => HANDOFF_TOOL,
-        _ => "unknown",
+/// What the agent is told beyond the messages: remembered facts and the rolling summary,
+/// already masked when PII redaction is on.
+struct Context {
+    facts: Option<String>,
+    summary: Option<String>,
+}
+
+fn mask_mut(pii: &mut Option<Redactions>, text: &str) -> String {
+    match pii {
+        Some(r) => r.mask(text),
+        None => text.to_owned(),
+    }
+}
+
+/// Restores masked values in every string of a tool call's arguments.
+fn unmask_json(pii: &Redactions, value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::String(s) => serde_json::Value::String(pii.unmask(s)),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(|v| unmask_json(pii, v)).collect())
+        }
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), unmask_json(pii, v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -437,23 +609,67 @@ impl TurnEngine for LlmEngine {
                 reply: Some(truncate_chars(&self.config.budget.message, MAX_REPLY_CHARS)),
                 answered_by: "budget",
                 tools: Vec::new(),
+                agents: Vec::new(),
             });
         }
-        let mut tools = Vec::new();
-        let mut spent = ModelUsage::default();
-        let result = self.converse(&input, &mut tools, &mut spent).await;
-        self.account(&input, spent).await;
+        let loaded = state::load(
+            self.store.as_ref(),
+            input.sealer.as_ref(),
+            input.tenant_id,
+            input.conversation_id,
+        )
+        .await?;
+        let profile = self
+            .profiles
+            .resolve(input.tenant_id, loaded.stored.profile.as_deref())
+            .await?;
+        let agent = profile.agent(loaded.stored.agent.as_deref()).name.clone();
+        let tz = profile
+            .time_zone()
+            .unwrap_or_else(|| self.config.time_zone.clone());
+        let mut turn = Turn {
+            input: &input,
+            profile: profile.clone(),
+            agents: vec![agent.clone()],
+            agent,
+            tools: Vec::new(),
+            spent: ModelUsage::default(),
+            now: jiff::Timestamp::now().to_zoned(tz),
+            seq: 0,
+            prior: None,
+            memory: loaded.memory.clone(),
+        };
+        let result = self.converse(&mut turn).await;
+        self.account(&input, turn.spent).await;
+        let result = result?;
+        let (tools, agents) = (std::mem::take(&mut turn.tools), std::mem::take(&mut turn.agents));
         match result {
-            Ok(reply) if !reply.is_empty() => Ok(TurnOutput {
-                reply: Some(truncate_chars(&reply, MAX_REPLY_CHARS)),
-                answered_by: "llm",
-                tools,
-            }),
+            Ok(reply) if !reply.is_empty() => {
+                state::save(
+                    self.store.as_ref(),
+                    input.sealer.as_ref(),
+                    input.tenant_id,
+                    input.conversation_id,
+                    &loaded,
+                    &profile.name,
+                    &turn.agent,
+                    &turn.memory,
+                )
+                .await?;
+                Ok(TurnOutput {
+                    reply: Some(truncate_chars(&reply, MAX_REPLY_CHARS)),
+                    answered_by: "llm",
+                    tools,
+                    agents,
+                })
+            }
             Ok(_) => {
                 tracing::warn!("the model answered nothing; the offline engine answers");
                 metrics::counter!("concierge_model_fallbacks_total", "reason" => "empty")
                     .increment(1);
-                self.offline.run(input).await
+                let mut out = self.offline.run(input).await?;
+                out.tools.splice(0..0, tools);
+                Ok(out)
             }
             Err(e) => {
                 tracing::warn!(
@@ -464,6 +680,7 @@ impl TurnEngine for LlmEngine {
                     .increment(1);
                 let mut out = self.offline.run(input).await?;
                 out.answered_by = "offline";
+                out.tools.splice(0..0, tools);
                 Ok(out)
             }
         }

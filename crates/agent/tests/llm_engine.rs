@@ -7,14 +7,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::{KnowledgeResponder, LlmEngine, LlmEngineConfig, PastMessage, TurnEngine, TurnInput};
-use domain::{
-    Channel, ConversationId, Direction, EndUserId, MessageId, PhoneNumber, TenantId, TenantName,
-};
-use llm::openai::{OpenAiChat, OpenAiConfig};
-use llm::{HttpSettings, Resilient, RetryPolicy};
+mod support;
+
+use agent::{LlmEngine, LlmEngineConfig, PastMessage, TurnEngine, TurnInput};
+use domain::{Direction, PhoneNumber, TenantId, TenantName};
 use store::{KbEntryInput, NewTenant, Stores};
+use support::input;
 use testkit::fake_llm::{FakeOpenAi, Reply};
+
+/// One agent with the knowledge base and the hand-off tool: the tests of the turn loop.
+const FRONT_DESK: &str = r#"
+name = "frontdesk"
+entry = "desk"
+[agents.desk]
+instructions = "You are the front desk of a small business."
+tools = ["search_knowledge_base", "hand_off_to_human"]
+"#;
 
 async fn tenant_with_kb(stores: &Stores, phone: &str) -> TenantId {
     let t = stores
@@ -37,6 +45,8 @@ async fn tenant_with_kb(stores: &Stores, phone: &str) -> TenantId {
         )
         .await
         .unwrap();
+    stores.data.put_profile(t, "frontdesk", FRONT_DESK).await.unwrap();
+    stores.data.set_default_profile(t, Some("frontdesk")).await.unwrap();
     t
 }
 
@@ -61,45 +71,7 @@ fn engine_and_model(
     fake: &FakeOpenAi,
     config: LlmEngineConfig,
 ) -> (LlmEngine, Arc<dyn llm::ChatModel>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let model = OpenAiChat::new(OpenAiConfig {
-        http: HttpSettings {
-            first_byte_timeout: Duration::from_secs(2),
-            total_timeout: Duration::from_secs(3),
-            ..HttpSettings::default()
-        },
-        ..OpenAiConfig::compatible("fake", fake.base_url(), "fake-model")
-    })
-    .unwrap();
-    let chain = Resilient::new(
-        vec![Arc::new(model)],
-        RetryPolicy {
-            max_attempts: 2,
-            base: Duration::from_millis(5),
-            ..RetryPolicy::default()
-        },
-    );
-    let offline = Arc::new(KnowledgeResponder::new(
-        stores.data.clone(),
-        "Someone will call you back.".into(),
-    ));
-    let chain: Arc<dyn llm::ChatModel> = Arc::new(chain);
-    (
-        LlmEngine::new(chain.clone(), stores.data.clone(), offline, config),
-        chain,
-    )
-}
-
-fn input(tenant: TenantId, text: &str, history: Vec<PastMessage>) -> TurnInput {
-    TurnInput {
-        tenant_id: tenant,
-        conversation_id: ConversationId::new(),
-        end_user_id: EndUserId::new(),
-        message_id: MessageId::new(),
-        channel: Channel::Sms,
-        text: text.into(),
-        history,
-    }
+    support::engine_and_model(stores, fake, config, None)
 }
 
 async fn answers_with_the_knowledge_tool(stores: &Stores) {
@@ -121,7 +93,7 @@ async fn answers_with_the_knowledge_tool(stores: &Stores) {
         },
     ];
     let out = engine(stores, &fake, 3)
-        .run(input(t, "where do I park?", history))
+        .run(input(stores, t, "where do I park?", history).await)
         .await
         .unwrap();
     assert_eq!(
@@ -181,7 +153,7 @@ async fn refuses_unknown_tools_and_bounds_loops(stores: &Stores) {
         )]));
     }
     let out = engine(stores, &fake, 2)
-        .run(input(t, "tell me everything", Vec::new()))
+        .run(input(stores, t, "tell me everything", Vec::new()).await)
         .await
         .unwrap();
     let requests = fake.requests();
@@ -219,7 +191,7 @@ async fn refuses_unknown_tools_and_bounds_loops(stores: &Stores) {
         )]));
     }
     let out = engine(stores, &fake, 3)
-        .run(input(t, "parking?", Vec::new()))
+        .run(input(stores, t, "parking?", Vec::new()).await)
         .await
         .unwrap();
     assert_eq!(out.answered_by, "offline");
@@ -238,7 +210,7 @@ async fn hands_off_with_the_tool(stores: &Stores) {
         "{}".into(),
     )]));
     fake.push(Reply::Text("A colleague will reply here shortly.".into()));
-    let mut turn = input(t, "this is unacceptable, I want a manager", Vec::new());
+    let mut turn = input(stores, t, "this is unacceptable, I want a manager", Vec::new()).await;
     turn.conversation_id = conversation_id;
     let out = engine(stores, &fake, 3).run(turn).await.unwrap();
     assert_eq!(
@@ -270,7 +242,7 @@ async fn falls_back_to_the_offline_engine(stores: &Stores) {
         fake.push(Reply::Status(503));
     }
     let out = engine(stores, &fake, 3)
-        .run(input(t, "is there parking", Vec::new()))
+        .run(input(stores, t, "is there parking", Vec::new()).await)
         .await
         .unwrap();
     assert_eq!(out.answered_by, "offline");
@@ -284,7 +256,7 @@ async fn falls_back_to_the_offline_engine(stores: &Stores) {
     let fake = FakeOpenAi::start().await;
     fake.set_default_text(&"x".repeat(5000));
     let out = engine(stores, &fake, 3)
-        .run(input(t, &"parking ".repeat(2000), Vec::new()))
+        .run(input(stores, t, &"parking ".repeat(2000), Vec::new()).await)
         .await
         .unwrap();
     assert_eq!(out.reply.unwrap().chars().count(), agent::MAX_REPLY_CHARS);
@@ -311,11 +283,15 @@ async fn redacts_pii_before_the_model(stores: &Stores) {
         ..LlmEngineConfig::default()
     };
     let out = engine_with(stores, &fake, config)
-        .run(input(
-            t,
-            "reach me at +1 415 555 0134 or jo@example.com",
-            history,
-        ))
+        .run(
+            input(
+                stores,
+                t,
+                "reach me at +1 415 555 0134 or jo@example.com",
+                history,
+            )
+            .await,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -329,21 +305,8 @@ async fn redacts_pii_before_the_model(stores: &Stores) {
     assert!(sent.contains("[CARD_1]") && sent.contains("[PHONE_1]") && sent.contains("[EMAIL_1]"));
 }
 
-/// A turn with a real end user (usage rows reference one).
 async fn real_input(stores: &Stores, t: TenantId, text: &str) -> TurnInput {
-    let conversation = testkit::web_chat_conversation(stores, t).await;
-    let end_user = stores
-        .data
-        .get_conversation(t, conversation)
-        .await
-        .unwrap()
-        .unwrap()
-        .end_user_id;
-    TurnInput {
-        conversation_id: conversation,
-        end_user_id: end_user,
-        ..input(t, text, Vec::new())
-    }
+    input(stores, t, text, Vec::new()).await
 }
 
 /// Usage is priced and recorded per end user and tenant; once a daily budget is spent the

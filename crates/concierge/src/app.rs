@@ -28,18 +28,37 @@ use llm::openai::{OpenAiChat, OpenAiConfig};
 
 /// The engine that answers turns: the model from `llm` settings with the offline engine as
 /// its fallback, or the offline engine alone.
+/// The turn engine and the profile resolver it shares with the outbox.
+pub struct Engine {
+    pub turns: Arc<dyn agent::TurnEngine>,
+    pub profiles: Arc<agent::Profiles>,
+}
+
+/// Builds the turn engine: a team of agents over the configured model, or the offline
+/// engine alone without one. `forced_profile` serves every conversation with that profile
+/// (`concierge chat --profile`).
 pub fn turn_engine(
     settings: &Settings,
     stores: &Stores,
-) -> anyhow::Result<Arc<dyn agent::TurnEngine>> {
+    forced_profile: Option<String>,
+) -> anyhow::Result<Engine> {
+    let profiles = Arc::new(agent::Profiles::new(
+        stores.data.clone(),
+        settings.agent.default_profile.clone(),
+        forced_profile,
+    ));
     let offline: Arc<dyn agent::TurnEngine> = Arc::new(agent::KnowledgeResponder::new(
         stores.data.clone(),
         settings.messaging.fallback_message.clone(),
     ));
     let Some(model) = chat_model(&settings.llm)? else {
-        return Ok(offline);
+        return Ok(Engine {
+            turns: offline,
+            profiles,
+        });
     };
-    let defaults = agent::LlmEngineConfig::default();
+    let time_zone = jiff::tz::TimeZone::get(&settings.agent.timezone)
+        .with_context(|| format!("agent.timezone {:?}", settings.agent.timezone))?;
     let config = agent::LlmEngineConfig {
         system_prompt: settings.llm.system_prompt.clone(),
         history: settings.llm.history_messages,
@@ -55,9 +74,23 @@ pub fn turn_engine(
             end_user_daily_usd: settings.llm.end_user_daily_budget_usd,
             message: settings.llm.budget_message.clone(),
         },
-        ..defaults
+        tool_timeout: Duration::from_millis(settings.agent.tool_timeout_ms),
+        time_zone,
     };
-    let engine = agent::LlmEngine::new(model.clone(), stores.data.clone(), offline, config);
+    let registry = agent::Registry::builtin(
+        stores.data.clone(),
+        stores.queue.clone(),
+        None,
+        config.tool_timeout,
+    );
+    let engine = agent::LlmEngine::new(
+        model.clone(),
+        stores.data.clone(),
+        registry,
+        profiles.clone(),
+        offline,
+        config,
+    );
     // Outside retries and the breaker: a hit costs no provider call at all.
     let cache = llm::CacheConfig {
         max_entries: settings.llm.cache_max_entries,
@@ -69,7 +102,10 @@ pub fn turn_engine(
     } else {
         engine
     };
-    Ok(Arc::new(engine))
+    Ok(Engine {
+        turns: Arc::new(engine),
+        profiles,
+    })
 }
 
 /// The configured provider behind retries and a circuit breaker; None without one.
@@ -324,7 +360,7 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<ExitCode>
     }
     let master = master_key(&settings)?;
     let vault = Arc::new(Vault::new(master, stores.data.clone()));
-    let engine = turn_engine(&settings, &stores)?;
+    let engine = turn_engine(&settings, &stores, None)?;
     let node_id = format!(
         "{}-{}",
         std::process::id(),
@@ -383,19 +419,22 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<ExitCode>
                 ),
                 _ => Arc::new(Unconfigured),
             };
-        let outbox = Arc::new(Outbox::new(
-            stores.clone(),
-            vault.clone(),
-            engine.clone(),
-            sender,
-            pacer,
-            OutboxConfig {
-                public_url: settings.public_url.clone(),
-                send_interval: Duration::from_millis(settings.twilio.send_interval_ms),
-                turn_timeout: Duration::from_secs(60),
-                send_max_attempts: settings.messaging.max_attempts,
-            },
-        ));
+        let outbox = Arc::new(
+            Outbox::new(
+                stores.clone(),
+                vault.clone(),
+                engine.turns.clone(),
+                sender,
+                pacer,
+                OutboxConfig {
+                    public_url: settings.public_url.clone(),
+                    send_interval: Duration::from_millis(settings.twilio.send_interval_ms),
+                    turn_timeout: Duration::from_secs(60),
+                    send_max_attempts: settings.messaging.max_attempts,
+                },
+            )
+            .with_profiles(engine.profiles.clone()),
+        );
         let runner = jobs::Runner::new(
             stores.queue.clone(),
             outbox,
@@ -438,7 +477,7 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<ExitCode>
         let messaging = Arc::new(Messaging::new(
             stores.clone(),
             vault,
-            engine,
+            engine.turns.clone(),
             MessagingConfig {
                 inline_budget: Duration::from_millis(settings.messaging.inline_budget_ms),
                 max_attempts: settings.messaging.max_attempts,

@@ -18,6 +18,7 @@ pub async fn run(
     settings: &Settings,
     tenant: &str,
     as_phone: Option<PhoneNumber>,
+    profile: Option<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let tenant_id = crate::admin::parse_tenant(tenant)?;
@@ -38,7 +39,16 @@ pub async fn run(
         None => None,
     };
     let vault = Arc::new(Vault::new(app::master_key(settings)?, stores.data.clone()));
-    let engine = app::turn_engine(settings, &stores)?;
+    if let Some(name) = &profile {
+        let known = agent::Profile::builtin(name).is_some()
+            || stores.data.get_profile(tenant.id, name, None).await?.is_some();
+        anyhow::ensure!(
+            known,
+            "no profile {name:?} for this tenant; built-in profiles: {}; see `concierge profile list`",
+            agent::profile::BUILTIN.join(", ")
+        );
+    }
+    let engine = app::turn_engine(settings, &stores, profile)?.turns;
     // The operator waits for the answer: the budget covers every model attempt.
     let budget = Duration::from_millis(
         settings
@@ -105,6 +115,7 @@ fn print_turn(
             serde_json::json!({
                 "reply": reply,
                 "answered_by": turn.map(|t| t.answered_by),
+                "agents": turn.map(|t| t.agents.clone()).unwrap_or_default(),
                 "tools": turn.map(|t| t.tools.clone()).unwrap_or_default(),
                 "conversation_id": conversation,
             })
@@ -118,7 +129,12 @@ fn print_turn(
             } else {
                 format!(", tools: {}", turn.tools.join(", "))
             };
-            out!("[{}{tools}] {reply}", turn.answered_by);
+            let who = if turn.agents.is_empty() {
+                turn.answered_by.to_owned()
+            } else {
+                format!("{} {}", turn.answered_by, turn.agents.join(" → "))
+            };
+            out!("[{who}{tools}] {reply}");
         }
         (Some(reply), None) => out!("[platform] {reply}"),
         (None, _) => out!("(no reply now: the worker will answer, or the number opted out)"),

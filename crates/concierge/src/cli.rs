@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use domain::PhoneNumber;
 
 use crate::config::{self, CliOverrides};
-use crate::{admin, app, backup, chat, doctor, healthcheck, infra, simulate, telemetry};
+use crate::{admin, app, backup, chat, doctor, healthcheck, infra, profiles, simulate, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -78,6 +78,15 @@ pub enum Command {
         /// remembered across sessions); without it, a new web-chat conversation.
         #[arg(long = "as")]
         as_phone: Option<PhoneNumber>,
+        /// Serve the conversation with this profile (built-in or the tenant's), whatever
+        /// the tenant's default.
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Agent profiles: the teams of agents that serve a tenant's conversations.
+    Profile {
+        #[command(subcommand)]
+        command: profiles::ProfileCommand,
     },
     /// Send a signed test webhook to a running server, as Twilio would.
     Simulate {
@@ -236,7 +245,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     sid,
                 },
         } => simulate::sms(&settings, &from, &to, &body, url, sid, json).await,
-        Command::Chat { tenant, as_phone } => chat::run(&settings, &tenant, as_phone, json).await,
+        Command::Chat {
+            tenant,
+            as_phone,
+            profile,
+        } => chat::run(&settings, &tenant, as_phone, profile, json).await,
+        Command::Profile { command } => profiles::run(&settings, command, json).await,
         Command::Backup { command } => backup::run(&settings, command, json).await,
         Command::Restore { file, dry_run } => {
             backup::restore(&settings, &file, dry_run, json).await

@@ -66,6 +66,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub database: DatabaseSettings,
     pub llm: LlmSettings,
+    pub agent: AgentSettings,
     pub backup: BackupSettings,
 }
 
@@ -86,6 +87,7 @@ impl Default for Settings {
             worker: WorkerSettings::default(),
             database: DatabaseSettings::default(),
             llm: LlmSettings::default(),
+            agent: AgentSettings::default(),
             backup: BackupSettings::default(),
         }
     }
@@ -309,6 +311,29 @@ impl Default for LlmSettings {
     }
 }
 
+/// The agent runtime: which team of agents serves conversations, and how tools run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSettings {
+    /// The profile of tenants that chose none: `receptionist`, `assistant`, `companion`,
+    /// or the name of a profile the tenant stored.
+    pub default_profile: String,
+    /// IANA time zone for dates when the profile names none (e.g. `Europe/Paris`).
+    pub timezone: String,
+    /// Each tool call's own time limit.
+    pub tool_timeout_ms: u64,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            default_profile: "receptionist".to_owned(),
+            timezone: "UTC".to_owned(),
+            tool_timeout_ms: 5_000,
+        }
+    }
+}
+
 /// Backups: where they go, the key that encrypts them, the daily schedule and retention.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -414,6 +439,25 @@ impl Settings {
         }
         if budgets && self.llm.budget_message.trim().is_empty() {
             bail!("llm.budget_message must not be empty when a budget is set");
+        }
+        if !agent::profile::is_valid_name(&self.agent.default_profile) {
+            bail!(
+                "agent.default_profile ({}) must be a profile name such as receptionist",
+                env_name(&["agent", "default_profile"])
+            );
+        }
+        if jiff::tz::TimeZone::get(&self.agent.timezone).is_err() {
+            bail!(
+                "agent.timezone ({}) {:?} is not an IANA time zone such as Europe/Paris",
+                env_name(&["agent", "timezone"]),
+                self.agent.timezone
+            );
+        }
+        if self.agent.tool_timeout_ms == 0 {
+            bail!(
+                "agent.tool_timeout_ms ({}) must be more than 0",
+                env_name(&["agent", "tool_timeout_ms"])
+            );
         }
         if let Some(at) = &self.backup.daily_at {
             if at.trim().is_empty() {
@@ -1571,7 +1615,7 @@ mod tests {
         assert_eq!(find("CONCIERGE_LLM__PROVIDER").default, "none");
         assert!(find("CONCIERGE_BACKUP__KEY").secret);
         assert_eq!(find("CONCIERGE_BACKUP__KEEP_DAILY").default, "7");
-        assert_eq!(docs.len(), 53);
+        assert_eq!(docs.len(), 56);
         assert_eq!(docs[0].env, "CONCIERGE_DATA_DIR", "top-level keys first");
 
         // Suggestions rely on names being distinct once underscores are ignored.

@@ -18,6 +18,7 @@ mod admin;
 mod app;
 mod backup;
 mod chat;
+mod profiles;
 mod cli;
 mod config;
 mod doctor;

@@ -197,6 +197,8 @@ impl Runner {
         match kind {
             JobKind::Turn => self.outbox.run_turn(job).await,
             JobKind::SendSms => self.outbox.send_sms(job).await,
+            JobKind::Reminder => self.outbox.deliver_reminder(job).await,
+            JobKind::NotifyStaff => self.outbox.notify_staff(job).await,
             JobKind::Backup => match &self.maintenance {
                 Some(m) => match m.backup().await {
                     Ok(()) => JobOutcome::Done,

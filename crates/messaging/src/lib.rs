@@ -16,7 +16,7 @@ use store::{
 };
 
 pub use outbox::{JobOutcome, Outbox, OutboxConfig, apply_status};
-pub use vault::Vault;
+pub use vault::{TenantSealer, Vault};
 
 /// Column names bound into ciphertexts as associated data.
 pub mod columns {
@@ -61,6 +61,8 @@ pub struct SmsReply {
 pub struct TurnInfo {
     pub answered_by: &'static str,
     pub tools: Vec<&'static str>,
+    /// The profile's agents that spoke, in order.
+    pub agents: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,6 +244,7 @@ impl Messaging {
             channel: Channel::Sms,
             text: body.to_owned(),
             history,
+            sealer: Arc::new(TenantSealer::new(tenant.id, key.clone())),
         };
         let lease = Lease { holder, attempt: 0 };
         let answer = self
@@ -317,6 +320,7 @@ impl Messaging {
             channel: Channel::WebChat,
             text: text.to_owned(),
             history,
+            sealer: Arc::new(TenantSealer::new(tenant, key.clone())),
         };
         let answer = self
             .inline_turn(
@@ -374,6 +378,7 @@ impl Messaging {
                 let info = TurnInfo {
                     answered_by: output.answered_by,
                     tools: output.tools,
+                    agents: output.agents,
                 };
                 let reply = ReplyMessage {
                     conversation_id,

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent::{TurnEngine, TurnInput};
-use domain::{Channel, Direction, MessageId, MessageStatus, PhoneNumber, TenantId};
+use domain::{Channel, Direction, MessageId, MessageStatus, PhoneNumber, ReminderId, TenantId};
 use integrations::pacing::Pacer;
 use integrations::twilio::{OutboundSms, SmsError, SmsSender};
-use store::{ClaimedJob, Delivery, ReplyMessage, StatusUpdate, Stores};
+use store::{ClaimedJob, Delivery, ReminderDelivery, ReplyMessage, StatusUpdate, Stores};
 
 use crate::{MessagingError, Vault, columns};
 
@@ -43,6 +43,8 @@ pub struct Outbox {
     sender: Arc<dyn SmsSender>,
     pacer: Arc<dyn Pacer>,
     config: OutboxConfig,
+    /// Where staff notification numbers come from (the conversation's profile).
+    profiles: Option<Arc<agent::Profiles>>,
 }
 
 fn message_id(job: &ClaimedJob) -> Result<MessageId, JobOutcome> {
@@ -73,7 +75,155 @@ impl Outbox {
             sender,
             pacer,
             config,
+            profiles: None,
         }
+    }
+
+    /// Reads staff notification numbers from the conversations' profiles.
+    #[must_use]
+    pub fn with_profiles(mut self, profiles: Arc<agent::Profiles>) -> Self {
+        self.profiles = Some(profiles);
+        self
+    }
+
+    /// Delivers a due reminder: recorded as an outbound message of its conversation (and
+    /// sent by the outbox for SMS) in the transaction that completes the job.
+    pub async fn deliver_reminder(&self, job: &ClaimedJob) -> JobOutcome {
+        match self.try_deliver_reminder(job).await {
+            Ok(outcome) | Err(outcome) => outcome,
+        }
+    }
+
+    async fn try_deliver_reminder(&self, job: &ClaimedJob) -> Result<JobOutcome, JobOutcome> {
+        let tenant = job
+            .tenant_id
+            .ok_or_else(|| JobOutcome::Fatal("reminder job without tenant".into()))?;
+        let id: ReminderId = job
+            .payload
+            .get("reminder_id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| JobOutcome::Fatal("payload has no reminder_id".into()))?;
+        let Some(reminder) = self
+            .stores
+            .data
+            .get_reminder(tenant, id)
+            .await
+            .map_err(transient)?
+        else {
+            return Ok(JobOutcome::Done); // erased since
+        };
+        let key = self.vault.data_key(tenant).await.map_err(transient)?;
+        let text = key
+            .decrypt_string(tenant, agent::tools::columns::REMINDER, &reminder.text)
+            .map_err(|e| JobOutcome::Fatal(format!("cannot decrypt reminder: {e}")))?;
+        let body = key.encrypt_str(tenant, columns::MESSAGE_BODY, &text);
+        match self
+            .stores
+            .data
+            .deliver_reminder(
+                tenant,
+                id,
+                body,
+                self.config.send_max_attempts,
+                (job.id, job.lease.clone()),
+            )
+            .await
+        {
+            Ok(ReminderDelivery::Delivered(_)) => {
+                metrics::counter!("concierge_reminders_total", "event" => "delivered").increment(1);
+                Ok(JobOutcome::Done)
+            }
+            Ok(ReminderDelivery::OptedOut) => {
+                metrics::counter!("concierge_reminders_total", "event" => "suppressed").increment(1);
+                Ok(JobOutcome::Done)
+            }
+            // The job row went with the delivery's transaction (or another holder has it).
+            Ok(ReminderDelivery::Skipped) | Err(store::StoreError::Conflict(_)) => {
+                Ok(JobOutcome::Done)
+            }
+            Err(e) => Err(transient(e)),
+        }
+    }
+
+    /// Texts the staff numbers of the conversation's profile that a conversation waits for
+    /// a person. Numbers and text are read when the job runs: the payload holds ids only.
+    pub async fn notify_staff(&self, job: &ClaimedJob) -> JobOutcome {
+        match self.try_notify_staff(job).await {
+            Ok(outcome) | Err(outcome) => outcome,
+        }
+    }
+
+    async fn try_notify_staff(&self, job: &ClaimedJob) -> Result<JobOutcome, JobOutcome> {
+        let tenant = job
+            .tenant_id
+            .ok_or_else(|| JobOutcome::Fatal("notify job without tenant".into()))?;
+        let conversation: domain::ConversationId = job
+            .payload
+            .get("conversation_id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| JobOutcome::Fatal("payload has no conversation_id".into()))?;
+        let data = &self.stores.data;
+        let (Some(t), Some(c)) = (
+            data.get_tenant(tenant).await.map_err(transient)?,
+            data.get_conversation(tenant, conversation)
+                .await
+                .map_err(transient)?,
+        ) else {
+            return Ok(JobOutcome::Done);
+        };
+        if c.handoff_at.is_none() {
+            return Ok(JobOutcome::Done); // staff already took it back
+        }
+        let Some(profiles) = &self.profiles else {
+            return Ok(JobOutcome::Done);
+        };
+        let state = data
+            .conversation_state(tenant, conversation)
+            .await
+            .map_err(transient)?;
+        let profile = profiles
+            .resolve(tenant, state.profile.as_deref())
+            .await
+            .map_err(transient)?;
+        let Some(from) = t.phone_numbers.first().cloned() else {
+            metrics::counter!("concierge_staff_notifications_total", "outcome" => "no_sender").increment(1);
+            return Ok(JobOutcome::Done);
+        };
+        if profile.notify_sms.is_empty() {
+            metrics::counter!("concierge_staff_notifications_total", "outcome" => "not_configured").increment(1);
+            return Ok(JobOutcome::Done);
+        }
+        let body = format!(
+            "{}: a customer is waiting for a person in conversation {conversation}.",
+            t.name.as_str()
+        );
+        for to in &profile.notify_sms {
+            let wait = self
+                .pacer
+                .reserve(from.as_str(), self.config.send_interval)
+                .await
+                .map_err(transient)?;
+            tokio::time::sleep(wait.min(Duration::from_secs(10))).await;
+            let sms = OutboundSms {
+                from: from.clone(),
+                to: to.clone(),
+                body: body.clone(),
+                status_callback: None,
+            };
+            match self.sender.send_sms(&sms).await {
+                Ok(_) => {
+                    metrics::counter!("concierge_staff_notifications_total", "outcome" => "sent").increment(1);
+                }
+                Err(e @ SmsError::Transient(_)) => return Err(JobOutcome::Retry(e.to_string())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "staff notification refused by the provider");
+                    metrics::counter!("concierge_staff_notifications_total", "outcome" => "failed").increment(1);
+                }
+            }
+        }
+        Ok(JobOutcome::Done)
     }
 
     /// Runs the turn of an inbound message that was not answered inline, and records the
@@ -127,6 +277,7 @@ impl Outbox {
             channel: message.channel,
             text,
             history,
+            sealer: Arc::new(crate::TenantSealer::new(tenant, key.clone())),
         };
         let started = Instant::now();
         let result = tokio::time::timeout(self.config.turn_timeout, self.engine.run(input)).await;

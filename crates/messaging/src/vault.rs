@@ -62,6 +62,42 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// What an agent turn encrypts the end user's data with: the tenant's data key.
+    pub async fn sealer(&self, tenant: TenantId) -> Result<Arc<dyn agent::Sealer>, MessagingError> {
+        Ok(Arc::new(TenantSealer {
+            tenant,
+            key: self.data_key(tenant).await?,
+        }))
+    }
+}
+
+/// A tenant's data key behind the agent's [`agent::Sealer`]; the column name is bound into
+/// each ciphertext, so one cannot be moved to another column.
+pub struct TenantSealer {
+    tenant: TenantId,
+    key: DataKey,
+}
+
+impl TenantSealer {
+    #[must_use]
+    pub fn new(tenant: TenantId, key: DataKey) -> Self {
+        Self { tenant, key }
+    }
+}
+
+impl agent::Sealer for TenantSealer {
+    fn seal(&self, column: &'static str, plaintext: &str) -> Vec<u8> {
+        self.key.encrypt_str(self.tenant, column, plaintext)
+    }
+
+    fn open(&self, column: &'static str, ciphertext: &[u8]) -> Result<String, agent::TurnError> {
+        self.key
+            .decrypt_string(self.tenant, column, ciphertext)
+            .map_err(|e| agent::TurnError::Unavailable(format!("cannot decrypt {column}: {e}")))
+    }
+}
+
 fn to_stored(w: &WrappedKey) -> StoredDataKey {
     StoredDataKey {
         key_id: w.key_id.0,

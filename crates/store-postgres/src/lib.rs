@@ -3,6 +3,7 @@
 //! compare against (see `migrations/`); the job queue claims with `FOR UPDATE SKIP LOCKED`
 //! and wakes workers in every process through `LISTEN/NOTIFY`.
 
+mod agents;
 mod queue;
 mod rows;
 mod snapshot;
@@ -14,16 +15,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::jobs::JobKind;
 use domain::{
-    ApiKeyId, ConsentKeyword, ConversationId, EndUserId, JobId, KbEntryId, MessageId,
-    MessageStatus, PhoneNumber, TenantId,
+    ApiKeyId, Channel, ConsentKeyword, ConversationId, EndUserId, FactId, JobId, KbEntryId,
+    MessageId, MessageStatus, PhoneNumber, ReminderId, TenantId,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 use store::{
-    ApiKey, Backend, ConsentEvent, Contact, Conversation, Delivery, DuplicateInbound, EndUser,
-    InboundMessage, InboundOutcome, KbEntry, KbEntryInput, KbHit, MigrationStatus, NewApiKey,
-    NewTenant, OutboundSms, Page, RecordedInbound, ReplyMessage, StatusUpdate, Store, StoreError,
-    StoreResult, StoredDataKey, StoredMessage, Tenant,
+    ApiKey, Backend, ConsentEvent, Contact, Conversation, ConversationState, Delivery,
+    DuplicateInbound, EndUser, Fact, InboundMessage, InboundOutcome, KbEntry, KbEntryInput, KbHit,
+    MigrationStatus, NewApiKey, NewFact, NewReminder, NewTenant, NewTurnStep, OutboundSms, Page,
+    RecordedInbound, Reminder, ReminderDelivery, ReplyMessage, StatusUpdate, Store, StoreError,
+    StoreResult, StoredDataKey, StoredMessage, StoredProfile, Tenant, TurnStep,
 };
 use tokio::sync::{Notify, OnceCell};
 
@@ -212,6 +214,79 @@ async fn tenant_numbers(
             PhoneNumber::parse(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))
         })
         .collect()
+}
+
+/// One outbound message for `concierge_record_reply` (migrations/0002_hot_path.sql): a turn's
+/// reply, or a delivered reminder (no inbound message it answers, no turn job).
+pub(crate) struct ReplyCall<'a> {
+    pub conversation: ConversationId,
+    pub in_reply_to: Option<MessageId>,
+    pub id: MessageId,
+    pub channel: Channel,
+    pub body: &'a [u8],
+    pub delivery: &'a Delivery,
+    pub turn_job: Option<&'a (JobId, store::Lease)>,
+}
+
+/// The status an outbound message starts with, by how it reaches the end user.
+pub(crate) const fn reply_status(delivery: &Delivery) -> MessageStatus {
+    match delivery {
+        Delivery::Inline => MessageStatus::RepliedInline,
+        Delivery::Outbox { .. } => MessageStatus::Queued,
+        Delivery::Stored => MessageStatus::Sent,
+    }
+}
+
+/// Records an outbound message, bumps its conversation, completes the turn job if one is
+/// given and enqueues the send job for outbox delivery, in one statement (in `executor`'s
+/// transaction, or its own). False when the turn job's lease no longer holds it (nothing
+/// written); `NotFound` when the conversation is not the tenant's.
+pub(crate) async fn call_record_reply(
+    executor: impl sqlx::PgExecutor<'_>,
+    tenant: TenantId,
+    call: &ReplyCall<'_>,
+) -> StoreResult<bool> {
+    let status = reply_status(call.delivery);
+    let (turn_job, holder, attempt) = match call.turn_job {
+        Some((job, lease)) => (
+            Some(job.into_uuid()),
+            Some(lease.holder.as_str()),
+            Some(i32::try_from(lease.attempt).unwrap_or(i32::MAX)),
+        ),
+        None => (None, None, None),
+    };
+    let send_attempts = match call.delivery {
+        Delivery::Outbox { max_attempts } => Some(i32::try_from(*max_attempts).unwrap_or(i32::MAX)),
+        Delivery::Inline | Delivery::Stored => None,
+    };
+    let outcome: Result<String, sqlx::Error> = sqlx::query_scalar(
+        "SELECT concierge_record_reply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(tenant.into_uuid())
+    .bind(now_ms())
+    .bind(call.conversation.into_uuid())
+    .bind(call.in_reply_to.map(MessageId::into_uuid))
+    .bind(call.id.into_uuid())
+    .bind(call.channel.as_str())
+    .bind(call.body)
+    .bind(status.as_str())
+    .bind(status.rank())
+    .bind(turn_job)
+    .bind(holder)
+    .bind(attempt)
+    .bind(send_attempts.map(|_| uuid::Uuid::now_v7()))
+    .bind(JobKind::SendSms.as_str())
+    .bind(format!("send_sms:{}", call.id))
+    .bind(send_attempts)
+    .fetch_one(executor)
+    .await;
+    match outcome {
+        Ok(o) => Ok(o == "recorded"),
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("CCNF0") => {
+            Err(StoreError::NotFound)
+        }
+        Err(e) => Err(db_err(e)),
+    }
 }
 
 /// The columns `rows::read_conversation` reads, in a literal so queries stay `&'static str`.
@@ -441,62 +516,25 @@ impl Store for PgStore {
     }
 
     async fn record_reply(&self, tenant: TenantId, reply: ReplyMessage) -> StoreResult<MessageId> {
-        let status = match reply.delivery {
-            Delivery::Inline => MessageStatus::RepliedInline,
-            Delivery::Outbox { .. } => MessageStatus::Queued,
-            Delivery::Stored => MessageStatus::Sent,
-        };
         let id = MessageId::new();
-        let (turn_job, holder, attempt) = match &reply.turn_job {
-            Some((job, lease)) => (
-                Some(job.into_uuid()),
-                Some(lease.holder.as_str()),
-                Some(i32::try_from(lease.attempt).unwrap_or(i32::MAX)),
-            ),
-            None => (None, None, None),
+        let call = ReplyCall {
+            conversation: reply.conversation_id,
+            in_reply_to: Some(reply.in_reply_to),
+            id,
+            channel: reply.channel,
+            body: &reply.body,
+            delivery: &reply.delivery,
+            turn_job: reply.turn_job.as_ref(),
         };
-        let send_attempts = match reply.delivery {
-            Delivery::Outbox { max_attempts } => {
-                Some(i32::try_from(max_attempts).unwrap_or(i32::MAX))
-            }
-            Delivery::Inline | Delivery::Stored => None,
-        };
-        let outcome: Result<String, sqlx::Error> = sqlx::query_scalar(
-            "SELECT concierge_record_reply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
-        .bind(tenant.into_uuid())
-        .bind(now_ms())
-        .bind(reply.conversation_id.into_uuid())
-        .bind(reply.in_reply_to.into_uuid())
-        .bind(id.into_uuid())
-        .bind(reply.channel.as_str())
-        .bind(&reply.body)
-        .bind(status.as_str())
-        .bind(status.rank())
-        .bind(turn_job)
-        .bind(holder)
-        .bind(attempt)
-        .bind(send_attempts.map(|_| uuid::Uuid::now_v7()))
-        .bind(JobKind::SendSms.as_str())
-        .bind(format!("send_sms:{id}"))
-        .bind(send_attempts)
-        .fetch_one(&self.pool)
-        .await;
-        match outcome {
-            Ok(o) if o == "recorded" => {
-                if send_attempts.is_some() {
-                    self.wake.notify_waiters();
-                }
-                Ok(id)
-            }
-            Ok(_) => Err(StoreError::Conflict(
+        if !call_record_reply(&self.pool, tenant, &call).await? {
+            return Err(StoreError::Conflict(
                 "the turn job is no longer held by this lease".into(),
-            )),
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("CCNF0") => {
-                Err(StoreError::NotFound)
-            }
-            Err(e) => Err(db_err(e)),
+            ));
         }
+        if matches!(reply.delivery, Delivery::Outbox { .. }) {
+            self.wake.notify_waiters();
+        }
+        Ok(id)
     }
 
     async fn outbound_sms(
@@ -909,6 +947,148 @@ impl Store for PgStore {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         rows::read_usage_totals(&row)
+    }
+
+    async fn put_profile(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        source: &str,
+    ) -> StoreResult<StoredProfile> {
+        agents::put_profile(self, tenant, name, source).await
+    }
+
+    async fn get_profile(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        version: Option<u32>,
+    ) -> StoreResult<Option<StoredProfile>> {
+        agents::get_profile(self, tenant, name, version).await
+    }
+
+    async fn list_profiles(&self, tenant: TenantId) -> StoreResult<Vec<StoredProfile>> {
+        agents::list_profiles(self, tenant).await
+    }
+
+    async fn profile_versions(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> StoreResult<Vec<StoredProfile>> {
+        agents::profile_versions(self, tenant, name).await
+    }
+
+    async fn default_profile(&self, tenant: TenantId) -> StoreResult<Option<String>> {
+        agents::default_profile(self, tenant).await
+    }
+
+    async fn set_default_profile(&self, tenant: TenantId, name: Option<&str>) -> StoreResult<()> {
+        agents::set_default_profile(self, tenant, name).await
+    }
+
+    async fn conversation_state(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+    ) -> StoreResult<ConversationState> {
+        agents::conversation_state(self, tenant, conversation).await
+    }
+
+    async fn save_conversation_state(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        state: &ConversationState,
+    ) -> StoreResult<u64> {
+        agents::save_conversation_state(self, tenant, conversation, state).await
+    }
+
+    async fn add_fact(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        fact: NewFact,
+    ) -> StoreResult<Fact> {
+        agents::add_fact(self, tenant, end_user, fact).await
+    }
+
+    async fn list_facts(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        limit: u32,
+    ) -> StoreResult<Vec<Fact>> {
+        agents::list_facts(self, tenant, end_user, limit).await
+    }
+
+    async fn delete_fact(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        fact: FactId,
+    ) -> StoreResult<bool> {
+        agents::delete_fact(self, tenant, end_user, fact).await
+    }
+
+    async fn create_reminder(
+        &self,
+        tenant: TenantId,
+        reminder: NewReminder,
+    ) -> StoreResult<Reminder> {
+        agents::create_reminder(self, tenant, reminder).await
+    }
+
+    async fn get_reminder(
+        &self,
+        tenant: TenantId,
+        id: ReminderId,
+    ) -> StoreResult<Option<Reminder>> {
+        agents::get_reminder(self, tenant, id).await
+    }
+
+    async fn list_reminders(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        all: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<Reminder>> {
+        agents::list_reminders(self, tenant, end_user, all, limit).await
+    }
+
+    async fn cancel_reminder(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        id: ReminderId,
+    ) -> StoreResult<bool> {
+        agents::cancel_reminder(self, tenant, end_user, id).await
+    }
+
+    async fn deliver_reminder(
+        &self,
+        tenant: TenantId,
+        id: ReminderId,
+        body: Vec<u8>,
+        send_max_attempts: u32,
+        job: (JobId, store::Lease),
+    ) -> StoreResult<ReminderDelivery> {
+        agents::deliver_reminder(self, tenant, id, body, send_max_attempts, job).await
+    }
+
+    async fn record_turn_step(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        turn: MessageId,
+        step: NewTurnStep,
+    ) -> StoreResult<()> {
+        agents::record_turn_step(self, tenant, conversation, turn, step).await
+    }
+
+    async fn turn_steps(&self, tenant: TenantId, turn: MessageId) -> StoreResult<Vec<TurnStep>> {
+        agents::turn_steps(self, tenant, turn).await
     }
 
     async fn export_snapshot(&self, sink: &mut dyn store::SnapshotSink) -> StoreResult<()> {

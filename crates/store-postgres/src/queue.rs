@@ -40,6 +40,55 @@ fn read_claimed(r: &PgRow, holder: &str) -> StoreResult<ClaimedJob> {
     })
 }
 
+/// Enqueues `job` through `executor` (the pool, or a transaction so the job commits with the
+/// write that causes it); returns its id and whether it was created (false: idempotency hit).
+pub(crate) async fn enqueue_with(
+    executor: impl sqlx::PgExecutor<'_>,
+    job: &NewJob,
+) -> StoreResult<(JobId, bool)> {
+    let id = JobId::new();
+    let row = sqlx::query(
+        "WITH ins AS ( \
+           INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, created_at, updated_at) \
+           VALUES ($1, $2, $3, $4, $5, 'queued', COALESCE($6, concierge_now_ms()), $7, concierge_now_ms(), concierge_now_ms()) \
+           ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id) \
+         SELECT id, true AS created FROM ins \
+         UNION ALL SELECT id, false FROM jobs WHERE idempotency_key = $5 AND NOT EXISTS (SELECT 1 FROM ins)",
+    )
+    .bind(id.into_uuid())
+    .bind(job.tenant_id.map(TenantId::into_uuid))
+    .bind(job.kind.as_str())
+    .bind(&job.payload)
+    .bind(job.idempotency_key.as_deref())
+    .bind(job.run_at.map(jiff::Timestamp::as_millisecond))
+    .bind(i32::try_from(job.max_attempts.max(1)).unwrap_or(i32::MAX))
+    .fetch_one(executor)
+    .await
+    .map_err(db_err)?;
+    let id: uuid::Uuid = row.try_get("id").map_err(db_err)?;
+    let created: bool = row.try_get("created").map_err(db_err)?;
+    Ok((JobId::from_uuid(id), created))
+}
+
+/// Completes (deletes) a job inside `executor`'s transaction if `lease` still holds it: the
+/// check `complete` makes. False when the lease no longer holds the job.
+pub(crate) async fn complete_with(
+    executor: impl sqlx::PgExecutor<'_>,
+    job: JobId,
+    lease: &Lease,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "DELETE FROM jobs WHERE id = $1 AND status = 'running' AND locked_by = $2 AND attempts = $3",
+    )
+    .bind(job.into_uuid())
+    .bind(&lease.holder)
+    .bind(attempt(lease))
+    .execute(executor)
+    .await
+    .map_err(db_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
 impl PgStore {
     /// Starts (once per process) the task that turns notifications into local wake-ups. It
     /// reconnects on its own; while it is down, workers still poll on their timeout.
@@ -81,28 +130,7 @@ impl PgStore {
 #[async_trait]
 impl JobQueue for PgStore {
     async fn enqueue(&self, job: NewJob) -> StoreResult<(JobId, bool)> {
-        let id = JobId::new();
-        let row = sqlx::query(
-            "WITH ins AS ( \
-               INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, created_at, updated_at) \
-               VALUES ($1, $2, $3, $4, $5, 'queued', COALESCE($6, concierge_now_ms()), $7, concierge_now_ms(), concierge_now_ms()) \
-               ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id) \
-             SELECT id, true AS created FROM ins \
-             UNION ALL SELECT id, false FROM jobs WHERE idempotency_key = $5 AND NOT EXISTS (SELECT 1 FROM ins)",
-        )
-        .bind(id.into_uuid())
-        .bind(job.tenant_id.map(TenantId::into_uuid))
-        .bind(job.kind.as_str())
-        .bind(&job.payload)
-        .bind(job.idempotency_key.as_deref())
-        .bind(job.run_at.map(jiff::Timestamp::as_millisecond))
-        .bind(i32::try_from(job.max_attempts.max(1)).unwrap_or(i32::MAX))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
-        let id: uuid::Uuid = row.try_get("id").map_err(db_err)?;
-        let created: bool = row.try_get("created").map_err(db_err)?;
-        Ok((JobId::from_uuid(id), created))
+        enqueue_with(&self.pool, &job).await
     }
 
     async fn claim(
@@ -131,14 +159,7 @@ impl JobQueue for PgStore {
     }
 
     async fn complete(&self, job: JobId, lease: &Lease) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND status = 'running' AND locked_by = $2 AND attempts = $3")
-            .bind(job.into_uuid())
-            .bind(&lease.holder)
-            .bind(attempt(lease))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        complete_with(&self.pool, job, lease).await
     }
 
     async fn retry_later(

@@ -2,6 +2,7 @@
 //! file (WAL mode); writers queue on an in-process lock, then take the write lock up front
 //! (`BEGIN IMMEDIATE`), so they never fail on a lock upgrade nor wait in the busy handler.
 
+mod agents;
 mod queue;
 mod rows;
 mod snapshot;
@@ -14,18 +15,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::jobs::JobKind;
 use domain::{
-    ApiKeyId, ConsentKeyword, ConversationId, EndUserId, JobId, KbEntryId, MessageId,
-    MessageStatus, PhoneNumber, TenantId,
+    ApiKeyId, Channel, ConsentKeyword, ConversationId, EndUserId, FactId, JobId, KbEntryId,
+    MessageId, MessageStatus, PhoneNumber, ReminderId, TenantId,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use store::{
-    ApiKey, Backend, ConsentEvent, Contact, Conversation, Delivery, DuplicateInbound, EndUser,
-    InboundMessage, InboundOutcome, KbEntry, KbEntryInput, KbHit, MigrationStatus, NewApiKey,
-    NewTenant, OutboundSms, Page, RecordedInbound, ReplyMessage, StatusUpdate, Store, StoreError,
-    StoreResult, StoredDataKey, StoredMessage, Tenant,
+    ApiKey, Backend, ConsentEvent, Contact, Conversation, ConversationState, Delivery,
+    DuplicateInbound, EndUser, Fact, InboundMessage, InboundOutcome, KbEntry, KbEntryInput, KbHit,
+    MigrationStatus, NewApiKey, NewFact, NewReminder, NewTenant, NewTurnStep, OutboundSms, Page,
+    RecordedInbound, Reminder, ReminderDelivery, ReplyMessage, StatusUpdate, Store, StoreError,
+    StoreResult, StoredDataKey, StoredMessage, StoredProfile, Tenant, TurnStep,
 };
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
@@ -536,76 +538,29 @@ impl Store for SqliteStore {
 
     async fn record_reply(&self, tenant: TenantId, reply: ReplyMessage) -> StoreResult<MessageId> {
         let now = now_ms();
-        let t = tenant.into_uuid();
         let (_writer, mut tx) = self.write_tx().await?;
-        if let Some((job, lease)) = &reply.turn_job {
-            let done = sqlx::query(
-                "DELETE FROM jobs WHERE id = ? AND status = 'running' AND locked_by = ? AND attempts = ?",
-            )
-            .bind(job.into_uuid())
-            .bind(&lease.holder)
-            .bind(i64::from(lease.attempt))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict(
-                    "the turn job is no longer held by this lease".into(),
-                ));
-            }
+        if let Some((job, lease)) = &reply.turn_job
+            && !queue::complete_with(&mut *tx, *job, lease).await?
+        {
+            return Err(StoreError::Conflict(
+                "the turn job is no longer held by this lease".into(),
+            ));
         }
-        let status = match reply.delivery {
-            Delivery::Inline => MessageStatus::RepliedInline,
-            Delivery::Outbox { .. } => MessageStatus::Queued,
-            Delivery::Stored => MessageStatus::Sent,
-        };
-        let id = MessageId::new();
-        let inserted = sqlx::query(
-            "INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, body_cipher, status, status_rank, in_reply_to, created_at, updated_at) SELECT ?, tenant_id, id, 'outbound', ?, ?, ?, ?, ?, ?, ? FROM conversations WHERE tenant_id = ? AND id = ?",
+        let id = insert_outbound(
+            &mut tx,
+            tenant,
+            &Outbound {
+                conversation: reply.conversation_id,
+                in_reply_to: Some(reply.in_reply_to),
+                channel: reply.channel,
+                body: &reply.body,
+                delivery: &reply.delivery,
+            },
+            now,
         )
-        .bind(id.into_uuid())
-        .bind(reply.channel.as_str())
-        .bind(&reply.body)
-        .bind(status.as_str())
-        .bind(status.rank())
-        .bind(reply.in_reply_to.into_uuid())
-        .bind(now)
-        .bind(now)
-        .bind(t)
-        .bind(reply.conversation_id.into_uuid())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        sqlx::query("UPDATE conversations SET message_count = message_count + 1, last_message_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(reply.conversation_id.into_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let mut wake = false;
-        if let Delivery::Outbox { max_attempts } = reply.delivery {
-            sqlx::query(
-                "INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-            )
-            .bind(uuid::Uuid::now_v7())
-            .bind(t)
-            .bind(JobKind::SendSms.as_str())
-            .bind(queue::message_payload(id))
-            .bind(format!("send_sms:{id}"))
-            .bind(now)
-            .bind(i64::from(max_attempts))
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            wake = true;
-        }
+        .await?;
         tx.commit().await.map_err(db_err)?;
-        if wake {
+        if matches!(reply.delivery, Delivery::Outbox { .. }) {
             self.wake.notify_waiters();
         }
         Ok(id)
@@ -993,6 +948,148 @@ impl Store for SqliteStore {
         rows::read_usage_totals(&row)
     }
 
+    async fn put_profile(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        source: &str,
+    ) -> StoreResult<StoredProfile> {
+        agents::put_profile(self, tenant, name, source).await
+    }
+
+    async fn get_profile(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        version: Option<u32>,
+    ) -> StoreResult<Option<StoredProfile>> {
+        agents::get_profile(self, tenant, name, version).await
+    }
+
+    async fn list_profiles(&self, tenant: TenantId) -> StoreResult<Vec<StoredProfile>> {
+        agents::list_profiles(self, tenant).await
+    }
+
+    async fn profile_versions(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> StoreResult<Vec<StoredProfile>> {
+        agents::profile_versions(self, tenant, name).await
+    }
+
+    async fn default_profile(&self, tenant: TenantId) -> StoreResult<Option<String>> {
+        agents::default_profile(self, tenant).await
+    }
+
+    async fn set_default_profile(&self, tenant: TenantId, name: Option<&str>) -> StoreResult<()> {
+        agents::set_default_profile(self, tenant, name).await
+    }
+
+    async fn conversation_state(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+    ) -> StoreResult<ConversationState> {
+        agents::conversation_state(self, tenant, conversation).await
+    }
+
+    async fn save_conversation_state(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        state: &ConversationState,
+    ) -> StoreResult<u64> {
+        agents::save_conversation_state(self, tenant, conversation, state).await
+    }
+
+    async fn add_fact(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        fact: NewFact,
+    ) -> StoreResult<Fact> {
+        agents::add_fact(self, tenant, end_user, fact).await
+    }
+
+    async fn list_facts(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        limit: u32,
+    ) -> StoreResult<Vec<Fact>> {
+        agents::list_facts(self, tenant, end_user, limit).await
+    }
+
+    async fn delete_fact(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        fact: FactId,
+    ) -> StoreResult<bool> {
+        agents::delete_fact(self, tenant, end_user, fact).await
+    }
+
+    async fn create_reminder(
+        &self,
+        tenant: TenantId,
+        reminder: NewReminder,
+    ) -> StoreResult<Reminder> {
+        agents::create_reminder(self, tenant, reminder).await
+    }
+
+    async fn get_reminder(
+        &self,
+        tenant: TenantId,
+        id: ReminderId,
+    ) -> StoreResult<Option<Reminder>> {
+        agents::get_reminder(self, tenant, id).await
+    }
+
+    async fn list_reminders(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        all: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<Reminder>> {
+        agents::list_reminders(self, tenant, end_user, all, limit).await
+    }
+
+    async fn cancel_reminder(
+        &self,
+        tenant: TenantId,
+        end_user: EndUserId,
+        id: ReminderId,
+    ) -> StoreResult<bool> {
+        agents::cancel_reminder(self, tenant, end_user, id).await
+    }
+
+    async fn deliver_reminder(
+        &self,
+        tenant: TenantId,
+        id: ReminderId,
+        body: Vec<u8>,
+        send_max_attempts: u32,
+        job: (JobId, store::Lease),
+    ) -> StoreResult<ReminderDelivery> {
+        agents::deliver_reminder(self, tenant, id, body, send_max_attempts, job).await
+    }
+
+    async fn record_turn_step(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        turn: MessageId,
+        step: NewTurnStep,
+    ) -> StoreResult<()> {
+        agents::record_turn_step(self, tenant, conversation, turn, step).await
+    }
+
+    async fn turn_steps(&self, tenant: TenantId, turn: MessageId) -> StoreResult<Vec<TurnStep>> {
+        agents::turn_steps(self, tenant, turn).await
+    }
+
     async fn export_snapshot(&self, sink: &mut dyn store::SnapshotSink) -> StoreResult<()> {
         snapshot::export(self, sink).await
     }
@@ -1037,6 +1134,78 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+}
+
+/// An outbound message to record: a turn's reply, or a delivered reminder (which answers no
+/// inbound message).
+pub(crate) struct Outbound<'a> {
+    pub conversation: ConversationId,
+    pub in_reply_to: Option<MessageId>,
+    pub channel: Channel,
+    pub body: &'a [u8],
+    pub delivery: &'a Delivery,
+}
+
+/// Records an outbound message in the tenant's conversation, bumps the conversation's
+/// counters, and for outbox delivery enqueues its `send_sms` job; `NotFound` when the
+/// conversation is not the tenant's. The caller wakes workers after committing.
+pub(crate) async fn insert_outbound(
+    tx: &mut Transaction<'static, Sqlite>,
+    tenant: TenantId,
+    message: &Outbound<'_>,
+    now: i64,
+) -> StoreResult<MessageId> {
+    let status = match message.delivery {
+        Delivery::Inline => MessageStatus::RepliedInline,
+        Delivery::Outbox { .. } => MessageStatus::Queued,
+        Delivery::Stored => MessageStatus::Sent,
+    };
+    let id = MessageId::new();
+    let inserted = sqlx::query(
+        "INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, body_cipher, status, status_rank, in_reply_to, created_at, updated_at) SELECT ?, tenant_id, id, 'outbound', ?, ?, ?, ?, ?, ?, ? FROM conversations WHERE tenant_id = ? AND id = ?",
+    )
+    .bind(id.into_uuid())
+    .bind(message.channel.as_str())
+    .bind(message.body)
+    .bind(status.as_str())
+    .bind(status.rank())
+    .bind(message.in_reply_to.map(MessageId::into_uuid))
+    .bind(now)
+    .bind(now)
+    .bind(tenant.into_uuid())
+    .bind(message.conversation.into_uuid())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    sqlx::query(
+        "UPDATE conversations SET message_count = message_count + 1, last_message_at = ? WHERE id = ?",
+    )
+    .bind(now)
+    .bind(message.conversation.into_uuid())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    if let Delivery::Outbox { max_attempts } = message.delivery {
+        sqlx::query(
+            "INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(tenant.into_uuid())
+        .bind(JobKind::SendSms.as_str())
+        .bind(queue::message_payload(id))
+        .bind(format!("send_sms:{id}"))
+        .bind(now)
+        .bind(i64::from(*max_attempts))
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(id)
 }
 
 async fn insert_conversation(

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::{ConversationId, JobId, MessageId, TenantId};
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 use store::{ClaimedJob, DeadJob, JobQueue, Lease, NewJob, QueueStats, StoreError, StoreResult};
 
 use crate::SqliteStore;
@@ -26,39 +26,67 @@ fn attempts_i64(lease: &Lease) -> i64 {
     i64::from(lease.attempt)
 }
 
+/// Enqueues `job` in a write transaction (so it commits with the write that causes it);
+/// returns its id and whether it was created (false: idempotency hit). The caller wakes
+/// workers after committing.
+pub(crate) async fn enqueue_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    job: &NewJob,
+    now: i64,
+) -> StoreResult<(JobId, bool)> {
+    let id = JobId::new();
+    let run_at = job.run_at.map_or(now, jiff::Timestamp::as_millisecond);
+    let inserted = sqlx::query(
+        "INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(id.into_uuid())
+    .bind(job.tenant_id.map(TenantId::into_uuid))
+    .bind(job.kind.as_str())
+    .bind(job.payload.to_string())
+    .bind(job.idempotency_key.as_deref())
+    .bind(run_at)
+    .bind(i64::from(job.max_attempts.max(1)))
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    if inserted.rows_affected() == 1 {
+        return Ok((id, true));
+    }
+    let existing: uuid::Uuid = sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = ?")
+        .bind(job.idempotency_key.as_deref())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok((JobId::from_uuid(existing), false))
+}
+
+/// Completes (deletes) a job if `lease` still holds it: the check `complete` makes, also run
+/// inside the transaction of a write that finishes a job. False when the lease no longer
+/// holds the job.
+pub(crate) async fn complete_with(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    job: JobId,
+    lease: &Lease,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "DELETE FROM jobs WHERE id = ? AND status = 'running' AND locked_by = ? AND attempts = ?",
+    )
+    .bind(job.into_uuid())
+    .bind(&lease.holder)
+    .bind(attempts_i64(lease))
+    .execute(executor)
+    .await
+    .map_err(db_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
 #[async_trait]
 impl JobQueue for SqliteStore {
     async fn enqueue(&self, job: NewJob) -> StoreResult<(JobId, bool)> {
-        let now = now_ms();
-        let id = JobId::new();
-        let run_at = job.run_at.map_or(now, jiff::Timestamp::as_millisecond);
         let (_writer, mut tx) = self.write_tx().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
-        )
-        .bind(id.into_uuid())
-        .bind(job.tenant_id.map(TenantId::into_uuid))
-        .bind(job.kind.as_str())
-        .bind(job.payload.to_string())
-        .bind(job.idempotency_key.as_deref())
-        .bind(run_at)
-        .bind(i64::from(job.max_attempts.max(1)))
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let result = if inserted.rows_affected() == 1 {
-            (id, true)
-        } else {
-            let existing: uuid::Uuid =
-                sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = ?")
-                    .bind(job.idempotency_key.as_deref())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            (JobId::from_uuid(existing), false)
-        };
+        let result = enqueue_in(&mut tx, &job, now_ms()).await?;
         tx.commit().await.map_err(db_err)?;
         if result.1 {
             self.wake.notify_waiters();
@@ -113,14 +141,7 @@ impl JobQueue for SqliteStore {
     }
 
     async fn complete(&self, job: JobId, lease: &Lease) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM jobs WHERE id = ? AND status = 'running' AND locked_by = ? AND attempts = ?")
-            .bind(job.into_uuid())
-            .bind(&lease.holder)
-            .bind(attempts_i64(lease))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        complete_with(&self.pool, job, lease).await
     }
 
     async fn retry_later(

@@ -218,7 +218,8 @@ pub trait Store: Send + Sync + 'static {
     // --- agent profiles --------------------------------------------------------------------
 
     /// Stores a new version of the tenant's profile `name` (1 for a new name, else the
-    /// latest + 1, decided atomically) and returns it.
+    /// latest + 1, decided atomically: concurrent puts of one name get distinct versions)
+    /// and returns it. The name is stored as given (the agent crate validates it).
     async fn put_profile(
         &self,
         tenant: TenantId,
@@ -235,10 +236,14 @@ pub trait Store: Send + Sync + 'static {
     /// The latest version of each of the tenant's profiles, by name.
     async fn list_profiles(&self, tenant: TenantId) -> StoreResult<Vec<StoredProfile>>;
     /// Every version of one profile, newest first.
-    async fn profile_versions(&self, tenant: TenantId, name: &str)
-    -> StoreResult<Vec<StoredProfile>>;
+    async fn profile_versions(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> StoreResult<Vec<StoredProfile>>;
     /// The profile new conversations of the tenant get; None: the built-in default.
     async fn default_profile(&self, tenant: TenantId) -> StoreResult<Option<String>>;
+    /// Sets (or, with None, clears) the tenant's default profile; `NotFound` for no tenant.
     async fn set_default_profile(&self, tenant: TenantId, name: Option<&str>) -> StoreResult<()>;
 
     // --- conversation state -------------------------------------------------------------
@@ -250,8 +255,9 @@ pub trait Store: Send + Sync + 'static {
         conversation: ConversationId,
     ) -> StoreResult<ConversationState>;
     /// Saves `state` if the stored revision is still `state.revision` (0: never saved) and
-    /// returns the new revision; a concurrent save won is a `Conflict`, and a conversation
-    /// that is not the tenant's is `NotFound`.
+    /// returns the new revision; another stored revision (a concurrent save won) is a
+    /// `Conflict` and writes nothing, and a conversation that is not the tenant's is
+    /// `NotFound`.
     async fn save_conversation_state(
         &self,
         tenant: TenantId,
@@ -261,14 +267,16 @@ pub trait Store: Send + Sync + 'static {
 
     // --- long-term facts about end users ------------------------------------------------
 
-    /// Remembers a fact; the same id again returns the stored fact and writes nothing.
+    /// Remembers a fact; the same id again returns the stored fact and writes nothing. An
+    /// end user who is not the tenant's is `NotFound`; an id already used for another end
+    /// user's fact is a `Conflict` (that fact is neither returned nor changed).
     async fn add_fact(
         &self,
         tenant: TenantId,
         end_user: EndUserId,
         fact: NewFact,
     ) -> StoreResult<Fact>;
-    /// The end user's facts, newest first, at most `limit`.
+    /// The end user's facts, newest first, at most `limit` (1 to 200).
     async fn list_facts(
         &self,
         tenant: TenantId,
@@ -285,13 +293,19 @@ pub trait Store: Send + Sync + 'static {
 
     // --- reminders ------------------------------------------------------------------------
 
-    /// Schedules a reminder and its delivery job (kind `reminder`, due at `due_at`) in one
-    /// transaction; the same id again returns the stored reminder and writes nothing.
-    async fn create_reminder(&self, tenant: TenantId, reminder: NewReminder)
-    -> StoreResult<Reminder>;
+    /// Schedules a reminder and its delivery job (kind `reminder`, payload
+    /// `{"reminder_id"}`, due at `due_at`) in one transaction; the same id again returns the
+    /// stored reminder and writes nothing. The conversation must be the end user's and both
+    /// the tenant's, else `NotFound`; an id used by another tenant is a `Conflict`.
+    async fn create_reminder(
+        &self,
+        tenant: TenantId,
+        reminder: NewReminder,
+    ) -> StoreResult<Reminder>;
     async fn get_reminder(&self, tenant: TenantId, id: ReminderId)
     -> StoreResult<Option<Reminder>>;
-    /// The end user's reminders by due time; only scheduled ones unless `all`.
+    /// The end user's reminders by due time (then id), at most `limit` (1 to 200); only
+    /// scheduled ones unless `all`.
     async fn list_reminders(
         &self,
         tenant: TenantId,
@@ -299,7 +313,8 @@ pub trait Store: Send + Sync + 'static {
         all: bool,
         limit: u32,
     ) -> StoreResult<Vec<Reminder>>;
-    /// Cancels a scheduled reminder of that end user; false when there was none.
+    /// Cancels a scheduled reminder of that end user; false when there was none. Its job
+    /// stays queued: delivering a cancelled reminder is `Skipped`.
     async fn cancel_reminder(
         &self,
         tenant: TenantId,
@@ -309,7 +324,10 @@ pub trait Store: Send + Sync + 'static {
     /// Delivers a due reminder in one transaction: records `body` (encrypted message text)
     /// as an outbound message of its conversation, enqueues its `send_sms` job for an SMS
     /// reminder (`send_max_attempts`), marks the reminder sent, and completes the reminder
-    /// job under `job`'s lease (a lost lease is a `Conflict` and nothing is written).
+    /// job under `job`'s lease (a lost lease is a `Conflict` and nothing is written). The
+    /// job is completed in every other outcome too: a reminder that is not scheduled (or not
+    /// the tenant's) is `Skipped`, and one whose end user opted out is marked failed
+    /// (`OptedOut`) with no message recorded.
     async fn deliver_reminder(
         &self,
         tenant: TenantId,
@@ -322,7 +340,8 @@ pub trait Store: Send + Sync + 'static {
     // --- turn steps -------------------------------------------------------------------------
 
     /// Records a step of the turn answering message `turn`; a step already recorded at
-    /// that `seq` is kept as it is (a resumed turn).
+    /// that `seq` is kept as it is (a resumed turn). A conversation that is not the tenant's
+    /// is `NotFound`.
     async fn record_turn_step(
         &self,
         tenant: TenantId,

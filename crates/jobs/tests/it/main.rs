@@ -28,6 +28,7 @@ impl TurnEngine for Slow {
             reply: Some(format!("you said: {}", input.text)),
             answered_by: "slow",
             tools: Vec::new(),
+            agents: Vec::new(),
         })
     }
 }
@@ -37,6 +38,7 @@ impl TurnEngine for Slow {
 struct Harness {
     stores: store::Stores,
     tenant: store::Tenant,
+    vault: Arc<Vault>,
     twilio: FakeTwilio,
     stop: watch::Sender<bool>,
     worker: tokio::task::JoinHandle<()>,
@@ -83,19 +85,27 @@ async fn harness(db: &testkit::TestDb, failures: usize, send_max_attempts: u32) 
         })
         .unwrap(),
     );
-    let outbox = Arc::new(Outbox::new(
-        stores.clone(),
-        vault,
-        engine,
-        sender,
-        Arc::new(LocalPacer::new()),
-        OutboxConfig {
-            public_url: Some("https://concierge.example.com".into()),
-            send_interval: Duration::from_millis(10),
-            turn_timeout: Duration::from_secs(5),
-            send_max_attempts,
-        },
+    let profiles = Arc::new(agent::Profiles::new(
+        stores.data.clone(),
+        "receptionist".into(),
+        None,
     ));
+    let outbox = Arc::new(
+        Outbox::new(
+            stores.clone(),
+            vault.clone(),
+            engine,
+            sender,
+            Arc::new(LocalPacer::new()),
+            OutboxConfig {
+                public_url: Some("https://concierge.example.com".into()),
+                send_interval: Duration::from_millis(10),
+                turn_timeout: Duration::from_secs(5),
+                send_max_attempts,
+            },
+        )
+        .with_profiles(profiles),
+    );
     let runner = jobs::Runner::new(
         stores.queue.clone(),
         outbox,
@@ -117,6 +127,7 @@ async fn harness(db: &testkit::TestDb, failures: usize, send_max_attempts: u32) 
     Harness {
         stores,
         tenant,
+        vault,
         twilio,
         stop,
         worker,
@@ -130,6 +141,7 @@ async fn deferred_turns_are_sent_by_the_worker(db: &testkit::TestDb, fail_first:
         twilio,
         stop,
         worker,
+        ..
     } = harness(db, usize::from(fail_first), 5).await;
 
     let sent = twilio.wait_for_sent(1, Duration::from_secs(10)).await;
@@ -366,5 +378,158 @@ async fn sqlite_the_daily_backup_runs_once_across_workers() {
 async fn postgres_the_daily_backup_runs_once_across_workers() {
     let db = testkit::TestDb::postgres().await;
     the_daily_backup_runs_once_across_workers(&db).await;
+    db.cleanup().await;
+}
+
+/// A reminder is texted when it is due, from the tenant's number, and recorded in the
+/// conversation; a cancelled one is not sent.
+async fn reminders_are_texted_when_due(db: &testkit::TestDb) {
+    let h = harness(db, 0, 5).await;
+    h.twilio.wait_for_sent(1, Duration::from_secs(10)).await;
+    let conversation = h
+        .stores
+        .data
+        .list_conversations(h.tenant.id, Page::default())
+        .await
+        .unwrap()[0]
+        .clone();
+    let key = h.vault.data_key(h.tenant.id).await.unwrap();
+    let due = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(700);
+    let new = |text: &str| store::NewReminder {
+        id: domain::ReminderId::new(),
+        end_user_id: conversation.end_user_id,
+        conversation_id: conversation.id,
+        channel: domain::Channel::Sms,
+        text: key.encrypt_str(h.tenant.id, agent::tools::columns::REMINDER, text),
+        due_at: due,
+        max_attempts: 3,
+    };
+    let kept = h
+        .stores
+        .data
+        .create_reminder(h.tenant.id, new("Rappel : appeler Marc"))
+        .await
+        .unwrap();
+    let cancelled = h
+        .stores
+        .data
+        .create_reminder(h.tenant.id, new("never sent"))
+        .await
+        .unwrap();
+    assert!(
+        h.stores
+            .data
+            .cancel_reminder(h.tenant.id, conversation.end_user_id, cancelled.id)
+            .await
+            .unwrap()
+    );
+    let sent = h.twilio.wait_for_sent(2, Duration::from_secs(10)).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].body, "Rappel : appeler Marc");
+    assert_eq!(sent[1].to, "+15557654321");
+    assert_eq!(sent[1].from, "+15550000001");
+    let mut status = None;
+    for _ in 0..100 {
+        let r = h
+            .stores
+            .data
+            .get_reminder(h.tenant.id, kept.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if r.status == store::ReminderStatus::Sent {
+            status = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivered = status.expect("reminder marked sent");
+    let message = h
+        .stores
+        .data
+        .get_message(h.tenant.id, delivered.message_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(message.conversation_id, conversation.id);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.twilio.sent().len(), 2, "the cancelled reminder is not sent");
+    h.stop.send(true).unwrap();
+    h.worker.await.unwrap();
+}
+
+/// A hand-off texts the staff numbers of the conversation's profile; without numbers it
+/// completes quietly.
+async fn staff_are_texted_on_hand_off(db: &testkit::TestDb) {
+    let h = harness(db, 0, 5).await;
+    h.twilio.wait_for_sent(1, Duration::from_secs(10)).await;
+    let conversation = h
+        .stores
+        .data
+        .list_conversations(h.tenant.id, Page::default())
+        .await
+        .unwrap()[0]
+        .clone();
+    let profile = r#"
+name = "desk"
+entry = "a"
+[staff]
+notify_sms = ["+15559990000"]
+[agents.a]
+instructions = "Help."
+tools = ["hand_off_to_human"]
+"#;
+    h.stores.data.put_profile(h.tenant.id, "desk", profile).await.unwrap();
+    h.stores
+        .data
+        .set_default_profile(h.tenant.id, Some("desk"))
+        .await
+        .unwrap();
+    h.stores
+        .data
+        .set_handoff(h.tenant.id, conversation.id, true)
+        .await
+        .unwrap();
+    h.stores
+        .queue
+        .enqueue(store::NewJob {
+            kind: domain::jobs::JobKind::NotifyStaff,
+            tenant_id: Some(h.tenant.id),
+            payload: serde_json::json!({"conversation_id": conversation.id}),
+            idempotency_key: None,
+            run_at: None,
+            max_attempts: 3,
+        })
+        .await
+        .unwrap();
+    let sent = h.twilio.wait_for_sent(2, Duration::from_secs(10)).await;
+    assert_eq!(sent[1].to, "+15559990000");
+    assert_eq!(sent[1].from, "+15550000001");
+    assert!(sent[1].body.contains(&conversation.id.to_string()), "{}", sent[1].body);
+    h.stop.send(true).unwrap();
+    h.worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_reminders_are_texted_when_due() {
+    reminders_are_texted_when_due(&testkit::TestDb::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_reminders_are_texted_when_due() {
+    let db = testkit::TestDb::postgres().await;
+    reminders_are_texted_when_due(&db).await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_staff_are_texted_on_hand_off() {
+    staff_are_texted_on_hand_off(&testkit::TestDb::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_staff_are_texted_on_hand_off() {
+    let db = testkit::TestDb::postgres().await;
+    staff_are_texted_on_hand_off(&db).await;
     db.cleanup().await;
 }

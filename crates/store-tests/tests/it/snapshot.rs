@@ -91,7 +91,8 @@ async fn export(s: &Stores) -> Snapshot {
 }
 
 /// Two tenants with a bit of everything: keys, an API key, a conversation with a reply, a
-/// consent event, knowledge, and jobs (one running, one due later, one dead).
+/// consent event, knowledge, agent rows (a profile, settings, conversation state, a fact, a
+/// reminder due later, a turn step), and jobs (running, due later, dead).
 async fn populate(s: &Stores) {
     for (name, number, user) in [("Acme", "+15550000001", 1u8), ("Bolt", "+15550000002", 2)] {
         let t = tenant(s, name, number).await;
@@ -148,6 +149,7 @@ async fn populate(s: &Stores) {
             .set_handoff(t, inbound.conversation_id, true)
             .await
             .unwrap();
+        crate::agents::populate_agent_rows(s, t, &inbound).await;
     }
     s.queue
         .enqueue(NewJob {
@@ -193,6 +195,16 @@ async fn round_trip(from: TestDb, to: TestDb) {
     assert_eq!(before.rows("messages").len(), 6);
     assert_eq!(before.rows("consent_events").len(), 2);
     assert_eq!(before.rows("kb_entries").len(), 2);
+    for table in [
+        "agent_profiles",
+        "tenant_settings",
+        "conversation_state",
+        "end_user_facts",
+        "reminders",
+        "turn_steps",
+    ] {
+        assert_eq!(before.rows(table).len(), 2, "{table}");
+    }
     let running = before
         .rows("jobs")
         .iter()
@@ -268,7 +280,10 @@ async fn round_trip(from: TestDb, to: TestDb) {
         "nothing that may have run already runs again"
     );
     let stats = b.queue.stats().await.unwrap();
-    assert_eq!(stats.queued, 1, "the job scheduled for later still waits");
+    assert_eq!(
+        stats.queued, 3,
+        "the jobs scheduled for later (a send, two reminders) still wait"
+    );
     assert_eq!(stats.dead, running as u64 + 1);
     from.cleanup().await;
     to.cleanup().await;
