@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::http::{self, Decoder, HttpSettings};
+use crate::http::{self, Decoder, FirstToken, HttpSettings};
 use crate::sse::SseEvent;
 use crate::{
     ChatModel, ChatRequest, ChatResponse, EventStream, LlmError, Message, Part, Role, StopReason,
@@ -419,18 +419,33 @@ impl ChatModel for GeminiChat {
         let body = body(request)?;
         let model = self.model(request);
         let request = self.post(model, false, &body);
-        into_response(http::send_json(request, &self.config.http).await?, model)
+        let first_token = FirstToken::start(&self.config.name);
+        let answer = http::send_json(
+            request,
+            &self.config.http,
+            http::MAX_ANSWER_BYTES,
+            Some(first_token),
+        )
+        .await?;
+        into_response(answer, model)
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<EventStream, LlmError> {
         let body = body(request)?;
         let model = self.model(request);
-        let response = http::send(self.post(model, true, &body), &self.config.http).await?;
+        let request = self.post(model, true, &body);
+        let first_token = FirstToken::start(&self.config.name);
+        let response = http::send(request, &self.config.http).await?;
         let decoder = StreamDecoder {
             model: model.to_owned(),
             ..StreamDecoder::default()
         };
-        Ok(http::sse_stream(response, decoder, &self.config.http))
+        Ok(http::sse_stream(
+            response,
+            decoder,
+            &self.config.http,
+            first_token,
+        ))
     }
 }
 

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the adapters: timeouts (connect, first byte, between streamed
-//! chunks, total), status codes mapped to [`LlmError`], `retry-after`, and turning an SSE
-//! response into an [`EventStream`] through a provider-specific [`Decoder`].
+//! chunks, total), a cap on JSON answer bodies, status codes mapped to [`LlmError`],
+//! `retry-after`, the time to first token of chat calls, and turning an SSE response into an
+//! [`EventStream`] through a provider-specific [`Decoder`].
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -71,18 +72,76 @@ pub(crate) async fn send(
     Err(status_error(status, retry_after, &error_message(&body)))
 }
 
-/// Sends the request and reads its whole JSON answer, all within the total time limit.
+/// The largest whole (not streamed) chat answer read: far beyond any real one, it only stops
+/// a broken or hostile server from filling memory.
+pub(crate) const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Sends the request and reads its whole JSON answer, at most `max_bytes` of it, all within
+/// the total time limit. `first_token`, for chat calls, records the time to the response
+/// headers as their time to first token.
 pub(crate) async fn send_json<T: serde::de::DeserializeOwned>(
     request: reqwest::RequestBuilder,
     settings: &HttpSettings,
+    max_bytes: usize,
+    first_token: Option<FirstToken>,
 ) -> Result<T, LlmError> {
     let deadline = Instant::now() + settings.total_timeout;
     let response = send(request, settings).await?;
-    let bytes = tokio::time::timeout_at(deadline, response.bytes())
-        .await
-        .map_err(|_| LlmError::Timeout("reading the response body"))?
-        .map_err(|e| LlmError::Transport(e.to_string()))?;
+    if let Some(first_token) = first_token {
+        first_token.record();
+    }
+    let bytes = read_capped(response, deadline, max_bytes).await?;
     serde_json::from_slice(&bytes).map_err(|e| LlmError::Malformed(e.to_string()))
+}
+
+/// The whole body, refused as soon as it is known to exceed `max_bytes` (from its
+/// `content-length`, or while reading) rather than after buffering all of it.
+async fn read_capped(
+    mut response: reqwest::Response,
+    deadline: Instant,
+    max_bytes: usize,
+) -> Result<Vec<u8>, LlmError> {
+    let too_large = || LlmError::Malformed(format!("the answer is larger than {max_bytes} bytes"));
+    let announced = response.content_length().unwrap_or(0);
+    if usize::try_from(announced).map_or(true, |n| n > max_bytes) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .map_err(|_| LlmError::Timeout("reading the response body"))?
+            .map_err(|e| LlmError::Transport(e.to_string()))?;
+        let Some(chunk) = chunk else {
+            return Ok(body);
+        };
+        if body.len().saturating_add(chunk.len()) > max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+}
+
+/// Times a chat call until its first token, for [`MODEL_TTFT_SECONDS`](crate::MODEL_TTFT_SECONDS).
+/// Started just before the request is sent; recorded at most once, and never for a call
+/// that fails before its first token.
+pub(crate) struct FirstToken {
+    provider: String,
+    started: Instant,
+}
+
+impl FirstToken {
+    pub(crate) fn start(provider: &str) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            started: Instant::now(),
+        }
+    }
+
+    fn record(self) {
+        metrics::histogram!(crate::MODEL_TTFT_SECONDS, "provider" => self.provider)
+            .record(self.started.elapsed().as_secs_f64());
+    }
 }
 
 /// Maps an HTTP status to an error.
@@ -126,6 +185,11 @@ pub(crate) trait Decoder: Send + 'static {
     fn event(&mut self, event: SseEvent) -> Result<Vec<StreamEvent>, LlmError>;
     /// Whether the provider marked the end (`[DONE]`, `message_stop`).
     fn ended(&self) -> bool;
+    /// Whether a tool call has started arriving in fragments not yet emitted: the time to
+    /// first token counts from its first fragment, not from when it is whole.
+    fn call_started(&self) -> bool {
+        false
+    }
     /// The whole answer, once the stream is over.
     fn finish(&mut self) -> Result<ChatResponse, LlmError>;
 }
@@ -138,6 +202,8 @@ struct StreamState<D> {
     idle: Duration,
     deadline: Instant,
     over: bool,
+    /// Taken and recorded at the first text or tool-call delta.
+    first_token: Option<FirstToken>,
 }
 
 impl<D: Decoder> StreamState<D> {
@@ -180,7 +246,14 @@ impl<D: Decoder> StreamState<D> {
                 Ok(events) => {
                     for event in events {
                         match self.decoder.event(event) {
-                            Ok(out) => self.pending.extend(out.into_iter().map(Ok)),
+                            Ok(out) => {
+                                if (out.iter().any(is_token) || self.decoder.call_started())
+                                    && let Some(first_token) = self.first_token.take()
+                                {
+                                    first_token.record();
+                                }
+                                self.pending.extend(out.into_iter().map(Ok));
+                            }
                             Err(e) => {
                                 self.fail(e);
                                 return;
@@ -210,11 +283,18 @@ impl<D: Decoder> StreamState<D> {
     }
 }
 
+/// Whether an event carries part of the answer (what the time to first token waits for).
+const fn is_token(event: &StreamEvent) -> bool {
+    matches!(event, StreamEvent::TextDelta(_) | StreamEvent::ToolCall(_))
+}
+
 /// Turns an SSE response into stream events; the stream ends after `Done` or an error.
+/// `first_token` is recorded when the first text or tool-call delta is decoded.
 pub(crate) fn sse_stream<D: Decoder>(
     response: reqwest::Response,
     decoder: D,
     settings: &HttpSettings,
+    first_token: FirstToken,
 ) -> EventStream {
     let state = StreamState {
         response: Some(response),
@@ -224,6 +304,7 @@ pub(crate) fn sse_stream<D: Decoder>(
         idle: settings.idle_timeout,
         deadline: Instant::now() + settings.total_timeout,
         over: false,
+        first_token: Some(first_token),
     };
     Box::pin(stream::unfold(state, |mut state| async move {
         state.fill().await;

@@ -4,11 +4,14 @@
 //! format (see `../shared/docs/PROTOCOLS.md` section 4); [`Resilient`] adds retries that
 //! honour `retry-after`, a circuit breaker per provider and an ordered fallback chain;
 //! [`ResponseCache`] keeps answers to identical requests for a while, per caller-named scope.
+//! An [`Embedder`] turns texts into vectors (OpenAI-compatible and Gemini adapters in
+//! [`embed`]), with the same retries and breakers through [`ResilientEmbedder`].
 //!
 //! Nothing here knows about tenants or storage: the agent crate decides what to send.
 
 pub mod anthropic;
 pub mod cache;
+pub mod embed;
 pub mod gemini;
 mod http;
 pub mod openai;
@@ -23,9 +26,25 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
 pub use cache::{CacheConfig, Cached, ResponseCache};
+pub use embed::{EmbedLimits, Embedder, Embeddings, cosine, normalize};
 pub use http::HttpSettings;
-pub use resilient::{BreakerState, Provider, Resilient, RetryPolicy};
+pub use resilient::{BreakerState, Provider, Resilient, ResilientEmbedder, RetryPolicy};
 pub use sse::SseParser;
+
+/// Histogram `concierge_model_ttft_seconds{provider}`: the time to first token of one chat
+/// call to one provider (`provider` is the adapter's configured name, not a fallback chain's).
+///
+/// - Streaming calls ([`ChatModel::stream`]): from sending the request to the first text or
+///   tool-call delta decoded. A stream that ends, or fails, before any records nothing.
+/// - Whole calls ([`ChatModel::complete`]): from sending the request to the response
+///   headers of a successful (2xx) answer, the first sign of it a whole call gives. Most
+///   providers send those headers only once the whole answer is generated, so this is an
+///   upper bound, close to the whole call minus reading the body: compare it with streaming
+///   values only per call kind.
+///
+/// Failed calls and answers served from [`ResponseCache`] record nothing; every retry or
+/// fallback attempt that gets an answer records its own value. Embedding calls never record.
+pub const MODEL_TTFT_SECONDS: &str = "concierge_model_ttft_seconds";
 
 /// Who said a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::{self, Decoder, HttpSettings};
+use crate::http::{self, Decoder, FirstToken, HttpSettings};
 use crate::sse::SseEvent;
 use crate::{
     ChatModel, ChatRequest, ChatResponse, EventStream, LlmError, Part, Role, StopReason,
@@ -300,15 +300,27 @@ impl ChatModel for OpenAiChat {
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let request = self.post(&self.body(request, false));
-        into_response(http::send_json(request, &self.config.http).await?)
+        let first_token = FirstToken::start(&self.config.name);
+        into_response(
+            http::send_json(
+                request,
+                &self.config.http,
+                http::MAX_ANSWER_BYTES,
+                Some(first_token),
+            )
+            .await?,
+        )
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<EventStream, LlmError> {
-        let response = http::send(self.post(&self.body(request, true)), &self.config.http).await?;
+        let request = self.post(&self.body(request, true));
+        let first_token = FirstToken::start(&self.config.name);
+        let response = http::send(request, &self.config.http).await?;
         Ok(http::sse_stream(
             response,
             StreamDecoder::default(),
             &self.config.http,
+            first_token,
         ))
     }
 }
@@ -412,6 +424,10 @@ impl Decoder for StreamDecoder {
 
     fn ended(&self) -> bool {
         self.done
+    }
+
+    fn call_started(&self) -> bool {
+        !self.calls.is_empty()
     }
 
     fn finish(&mut self) -> Result<ChatResponse, LlmError> {

@@ -1,5 +1,6 @@
 //! Retries, circuit breakers and fallback around several providers, itself a
-//! [`ChatModel`].
+//! [`ChatModel`] ([`Resilient`]) or an [`Embedder`] ([`ResilientEmbedder`]): one policy and
+//! one breaker per provider, whatever the providers do.
 //!
 //! Each provider is tried in order. A retryable failure (timeout, transport, 429, 5xx,
 //! 529) is retried with exponential backoff and jitter, or after the provider's
@@ -7,12 +8,18 @@
 //! provider is tried instead). A request the provider refuses (4xx) is not retried there.
 //! Consecutive failures open the provider's breaker: it is skipped for a cool-down, then
 //! one trial call decides whether it closes again.
+//!
+//! Metrics, by provider: chat chains report `concierge_llm_requests_total{provider,outcome}`,
+//! `concierge_llm_request_seconds`, `concierge_llm_fallbacks_total{to}` and
+//! `concierge_llm_breaker_open`; embedding chains the same under `concierge_embed_*`, so
+//! one provider name used for both does not mix them.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::embed::{Embedder, Embeddings, fill};
 use crate::{ChatModel, ChatRequest, ChatResponse, EventStream, LlmError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,29 +90,66 @@ struct Breaker {
     trial_running: bool,
 }
 
-/// One provider in the chain.
-pub struct Provider {
-    model: Arc<dyn ChatModel>,
+/// The metric names of one kind of chain.
+#[derive(Debug)]
+struct Names {
+    requests: &'static str,
+    seconds: &'static str,
+    fallbacks: &'static str,
+    breaker: &'static str,
+}
+
+const CHAT: Names = Names {
+    requests: "concierge_llm_requests_total",
+    seconds: "concierge_llm_request_seconds",
+    fallbacks: "concierge_llm_fallbacks_total",
+    breaker: "concierge_llm_breaker_open",
+};
+
+const EMBED: Names = Names {
+    requests: "concierge_embed_requests_total",
+    seconds: "concierge_embed_request_seconds",
+    fallbacks: "concierge_embed_fallbacks_total",
+    breaker: "concierge_embed_breaker_open",
+};
+
+/// One provider in the chain: a chat model, or an embedder.
+pub struct Provider<M: ?Sized = dyn ChatModel> {
+    name: String,
+    model: Arc<M>,
     breaker: Mutex<Breaker>,
+    names: &'static Names,
 }
 
 impl Provider {
     #[must_use]
     pub fn new(model: Arc<dyn ChatModel>) -> Self {
+        Self::build(model.provider().to_owned(), model, &CHAT)
+    }
+}
+
+impl<M: ?Sized> Provider<M> {
+    fn build(name: String, model: Arc<M>, names: &'static Names) -> Self {
         Self {
+            name,
             model,
             breaker: Mutex::new(Breaker {
                 failures: 0,
                 open_until: None,
                 trial_running: false,
             }),
+            names,
         }
     }
 
+    /// The provider's name, as in metrics and logs.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
-        self.breaker
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     #[must_use]
@@ -154,7 +198,7 @@ impl Provider {
         if trial_failed || b.failures >= policy.breaker_threshold {
             b.open_until = Some(Instant::now() + policy.breaker_cooldown);
             drop(b);
-            tracing::warn!(provider = self.model.provider(), "circuit opened");
+            tracing::warn!(provider = %self.name, "circuit opened");
             self.publish(BreakerState::Open);
         }
     }
@@ -165,50 +209,81 @@ impl Provider {
             BreakerState::HalfOpen => 0.5,
             BreakerState::Open => 1.0,
         };
-        metrics::gauge!("concierge_llm_breaker_open", "provider" => self.model.provider().to_owned())
-            .set(value);
+        metrics::gauge!(self.names.breaker, "provider" => self.name.clone()).set(value);
     }
 }
 
-/// Providers in fallback order, with retries and breakers.
-pub struct Resilient {
-    providers: Vec<Provider>,
+/// Providers in fallback order, with retries and breakers: chat models by default, or
+/// embedders ([`ResilientEmbedder`]).
+pub struct Resilient<M: ?Sized = dyn ChatModel> {
+    providers: Vec<Provider<M>>,
     policy: RetryPolicy,
     name: String,
 }
 
+/// Embedders in fallback order, with retries and breakers; see [`Resilient::embedders`].
+pub type ResilientEmbedder = Resilient<dyn Embedder>;
+
 impl Resilient {
     #[must_use]
     pub fn new(providers: Vec<Arc<dyn ChatModel>>, policy: RetryPolicy) -> Self {
+        let providers = providers
+            .into_iter()
+            .map(|m| (m.provider().to_owned(), m))
+            .collect();
+        Self::build(providers, policy, &CHAT)
+    }
+}
+
+impl Resilient<dyn Embedder> {
+    /// Embedders in fallback order. Vectors from different models cannot be compared, so
+    /// fall back only between providers serving the same model (two regions, a local
+    /// replica); [`Embeddings::model`] says which one answered. One call's vectors always
+    /// come from one provider: a fallback starts the call over.
+    #[must_use]
+    pub fn embedders(providers: Vec<Arc<dyn Embedder>>, policy: RetryPolicy) -> Self {
+        let providers = providers
+            .into_iter()
+            .map(|m| (m.provider().to_owned(), m))
+            .collect();
+        Self::build(providers, policy, &EMBED)
+    }
+}
+
+impl<M: ?Sized> Resilient<M> {
+    fn build(providers: Vec<(String, Arc<M>)>, policy: RetryPolicy, names: &'static Names) -> Self {
         let name = providers
             .iter()
-            .map(|p| p.provider())
+            .map(|(name, _)| name.as_str())
             .collect::<Vec<_>>()
             .join(">");
         Self {
-            providers: providers.into_iter().map(Provider::new).collect(),
+            providers: providers
+                .into_iter()
+                .map(|(name, model)| Provider::build(name, model, names))
+                .collect(),
             policy,
             name,
         }
     }
 
     #[must_use]
-    pub fn providers(&self) -> &[Provider] {
+    pub fn providers(&self) -> &[Provider<M>] {
         &self.providers
     }
 
     /// Runs `call` against each provider in turn, with retries, until one succeeds.
     async fn run<T, F, Fut>(&self, call: F) -> Result<T, LlmError>
     where
-        F: Fn(Arc<dyn ChatModel>) -> Fut,
+        F: Fn(Arc<M>) -> Fut,
         Fut: std::future::Future<Output = Result<T, LlmError>>,
     {
         let mut last = LlmError::NotConfigured;
         for (index, provider) in self.providers.iter().enumerate() {
-            let name = provider.model.provider().to_owned();
+            let name = provider.name.clone();
+            let names = provider.names;
             if index > 0 {
-                metrics::counter!("concierge_llm_fallbacks_total", "to" => name.clone())
-                    .increment(1);
+                metrics::counter!(names.fallbacks, "to" => name.clone()).increment(1);
             }
             for attempt in 1..=self.policy.max_attempts {
                 if !provider.admit() {
@@ -217,17 +292,17 @@ impl Resilient {
                 }
                 let started = Instant::now();
                 let result = call(provider.model.clone()).await;
-                metrics::histogram!("concierge_llm_request_seconds", "provider" => name.clone())
+                metrics::histogram!(names.seconds, "provider" => name.clone())
                     .record(started.elapsed().as_secs_f64());
                 match result {
                     Ok(value) => {
                         provider.success();
-                        metrics::counter!("concierge_llm_requests_total", "provider" => name, "outcome" => "ok")
+                        metrics::counter!(names.requests, "provider" => name, "outcome" => "ok")
                             .increment(1);
                         return Ok(value);
                     }
                     Err(e) => {
-                        metrics::counter!("concierge_llm_requests_total", "provider" => name.clone(), "outcome" => e.kind())
+                        metrics::counter!(names.requests, "provider" => name.clone(), "outcome" => e.kind())
                             .increment(1);
                         let counts = e.is_retryable() || matches!(e, LlmError::Auth(_));
                         if counts {
@@ -270,5 +345,49 @@ impl ChatModel for Resilient {
     async fn stream(&self, request: &ChatRequest) -> Result<EventStream, LlmError> {
         self.run(|model| async move { model.stream(request).await })
             .await
+    }
+}
+
+#[async_trait]
+impl Embedder for Resilient<dyn Embedder> {
+    fn provider(&self) -> &str {
+        &self.name
+    }
+
+    /// The providers' common length, when they all know it and agree.
+    fn dimensions(&self) -> Option<usize> {
+        let mut all = self.providers.iter().map(|p| p.model.dimensions());
+        let first = all.next()??;
+        all.all(|d| d == Some(first)).then_some(first)
+    }
+
+    /// Splits the inputs into each provider's batches. A batch that fails is retried on its
+    /// own: the batches before it are kept, not paid for again, while the same provider
+    /// answers; a fallback provider starts over, so one answer never mixes two providers'
+    /// vectors.
+    async fn embed(&self, inputs: &[String]) -> Result<Embeddings, LlmError> {
+        if inputs.is_empty() {
+            return Ok(Embeddings::default());
+        }
+        // What the last failed attempt had embedded, and with which provider.
+        let progress: Mutex<Option<(Arc<dyn Embedder>, Embeddings)>> = Mutex::new(None);
+        let progress = &progress;
+        self.run(|model| async move {
+            let kept = progress
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .filter(|(from, _)| Arc::ptr_eq(from, &model));
+            let mut done = kept.map(|(_, done)| done).unwrap_or_default();
+            let size = model.max_batch().max(1);
+            match fill(inputs, size, &mut done, |batch| model.embed(batch)).await {
+                Ok(()) => Ok(done),
+                Err(e) => {
+                    *progress.lock().unwrap_or_else(PoisonError::into_inner) = Some((model, done));
+                    Err(e)
+                }
+            }
+        })
+        .await
     }
 }

@@ -1,5 +1,6 @@
 //! The OpenAI-compatible adapter and the resilience layer against a local fake server that
-//! speaks Chat Completions: JSON answers, SSE chunks ending with `[DONE]`, errors, stalls.
+//! speaks Chat Completions: JSON answers, SSE chunks ending with `[DONE]`, errors, stalls,
+//! and the time to first token they record.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -605,5 +606,182 @@ async fn an_empty_chain_says_so() {
             .await
             .unwrap_err(),
         LlmError::NotConfigured
+    );
+}
+
+/// Histogram values by name and `provider` label.
+#[derive(Default)]
+struct Histograms(Arc<Mutex<Vec<(String, String, f64)>>>);
+
+struct Values(Arc<Mutex<Vec<(String, String, f64)>>>, String, String);
+
+impl metrics::HistogramFn for Values {
+    fn record(&self, value: f64) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((self.1.clone(), self.2.clone(), value));
+    }
+}
+
+impl Histograms {
+    /// The time-to-first-token values recorded so far, with their provider.
+    fn ttft(&self) -> Vec<(String, f64)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(name, ..)| name == llm::MODEL_TTFT_SECONDS)
+            .map(|(_, provider, v)| (provider.clone(), *v))
+            .collect()
+    }
+}
+
+impl metrics::Recorder for Histograms {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::noop()
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        let provider = key
+            .labels()
+            .find(|l| l.key() == "provider")
+            .map(|l| l.value().to_owned())
+            .unwrap_or_default();
+        metrics::Histogram::from_arc(Arc::new(Values(
+            self.0.clone(),
+            key.name().to_owned(),
+            provider,
+        )))
+    }
+}
+
+#[tokio::test]
+async fn a_stream_records_its_time_to_first_token_at_the_first_delta() {
+    let recorder = Histograms::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let (fake, url) = fake().await;
+    // Each chunk 60 ms after the previous: the role-only first chunk is no token, the
+    // second is; three more follow.
+    fake.push(Script::Sse(
+        vec![
+            chunk(&json!({"role": "assistant", "content": ""}), None),
+            chunk(&json!({"content": "Hi"}), None),
+            chunk(&json!({"content": " there"}), None),
+            chunk(&json!({}), Some("stop")),
+            "data: [DONE]\n\n".into(),
+        ],
+        Duration::from_millis(60),
+    ));
+    let started = std::time::Instant::now();
+    let events = collect(&openai(&url)).await;
+    let whole = started.elapsed().as_secs_f64();
+    assert!(matches!(events.last(), Some(Ok(StreamEvent::Done(_)))));
+    let ttft = recorder.ttft();
+    assert_eq!(ttft.len(), 1, "one value per call: {ttft:?}");
+    let (provider, seconds) = &ttft[0];
+    assert_eq!(provider, "openai");
+    assert!(*seconds >= 0.12, "not before the first text: {seconds}");
+    assert!(
+        *seconds < whole - 0.1,
+        "not at the end: {seconds} of {whole}"
+    );
+}
+
+#[tokio::test]
+async fn whole_calls_record_the_time_to_their_headers_and_failures_nothing() {
+    let recorder = Histograms::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let (fake, url) = fake().await;
+    let model = openai(&url);
+    let request = ChatRequest::new(vec![Message::user("hi")]);
+
+    fake.push(Script::Json(500, vec![], "{}".into()));
+    model.complete(&request).await.unwrap_err();
+    fake.push(Script::Sse(
+        vec!["data: {\"error\":{\"message\":\"overloaded\"}}\n\n".into()],
+        Duration::ZERO,
+    ));
+    assert!(collect(&model).await[0].is_err());
+    assert_eq!(recorder.ttft(), vec![], "failed calls record nothing");
+
+    fake.push(ok(completion(
+        &json!({"role": "assistant", "content": "ok"}),
+        "stop",
+    )));
+    model.complete(&request).await.unwrap();
+    let ttft = recorder.ttft();
+    assert_eq!(ttft.len(), 1, "{ttft:?}");
+    assert_eq!(ttft[0].0, "openai");
+    assert!(ttft[0].1 > 0.0);
+}
+
+#[tokio::test]
+async fn a_tool_call_counts_from_its_first_fragment_not_its_assembly() {
+    let recorder = Histograms::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let (fake, url) = fake().await;
+    fake.push(Script::Sse(
+        vec![
+            chunk(&json!({"role": "assistant", "content": null}), None),
+            chunk(
+                &json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                    "function": {"name": "get_slots", "arguments": ""}}]}),
+                None,
+            ),
+            chunk(
+                &json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"date\":"}}]}),
+                None,
+            ),
+            chunk(
+                &json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"2026-11-23\"}"}}]}),
+                None,
+            ),
+            chunk(&json!({}), Some("tool_calls")),
+            "data: [DONE]\n\n".into(),
+        ],
+        Duration::from_millis(60),
+    ));
+    let started = std::time::Instant::now();
+    let events = collect(&openai(&url)).await;
+    let whole = started.elapsed().as_secs_f64();
+    assert!(
+        matches!(events[0], Ok(StreamEvent::ToolCall(_))),
+        "{events:?}"
+    );
+    let ttft = recorder.ttft();
+    assert_eq!(ttft.len(), 1, "{ttft:?}");
+    let seconds = ttft[0].1;
+    assert!(seconds >= 0.12, "not before the first fragment: {seconds}");
+    assert!(
+        seconds < whole - 0.15,
+        "at the first fragment, not the assembled call: {seconds} of {whole}"
     );
 }
