@@ -651,8 +651,8 @@ impl TurnEngine for LlmEngine {
                     input.tenant_id,
                     input.conversation_id,
                     &loaded,
-                    &profile.name,
-                    &turn.agent,
+                    Some(&profile.name),
+                    Some(&turn.agent),
                     &turn.memory,
                 )
                 .await?;

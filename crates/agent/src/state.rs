@@ -54,20 +54,23 @@ pub async fn load(
     Ok(Loaded { stored, memory })
 }
 
-/// Saves what changed. A concurrent turn that saved first wins (`Conflict` is logged and
-/// counted, not an error: the reply still goes out).
+/// Saves what changed: the profile and agent now holding the conversation (None: not
+/// chosen yet) and its memory. A concurrent turn that saved first wins (`Conflict` is
+/// logged and counted, not an error: the reply still goes out), and a conversation erased
+/// meanwhile has nothing to save.
+#[allow(clippy::too_many_arguments)]
 pub async fn save(
     store: &dyn Store,
     sealer: &dyn Sealer,
     tenant: TenantId,
     conversation: ConversationId,
     loaded: &Loaded,
-    profile: &str,
-    agent: &str,
+    profile: Option<&str>,
+    agent: Option<&str>,
     memory: &Memory,
 ) -> Result<(), TurnError> {
-    let same = loaded.stored.profile.as_deref() == Some(profile)
-        && loaded.stored.agent.as_deref() == Some(agent)
+    let same = loaded.stored.profile.as_deref() == profile
+        && loaded.stored.agent.as_deref() == agent
         && &loaded.memory == memory;
     if same {
         return Ok(());
@@ -80,8 +83,8 @@ pub async fn save(
         Some(sealer.seal(columns::STATE, &json))
     };
     let state = ConversationState {
-        profile: Some(profile.to_owned()),
-        agent: Some(agent.to_owned()),
+        profile: profile.map(str::to_owned),
+        agent: agent.map(str::to_owned),
         data,
         revision: loaded.stored.revision,
     };
@@ -92,6 +95,7 @@ pub async fn save(
             metrics::counter!("concierge_turn_state_conflicts_total").increment(1);
             Ok(())
         }
+        Err(StoreError::NotFound) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

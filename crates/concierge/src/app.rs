@@ -47,18 +47,23 @@ pub fn turn_engine(
         settings.agent.default_profile.clone(),
         forced_profile,
     ));
-    let offline: Arc<dyn agent::TurnEngine> = Arc::new(agent::KnowledgeResponder::new(
-        stores.data.clone(),
-        settings.messaging.fallback_message.clone(),
-    ));
+    let time_zone = jiff::tz::TimeZone::get(&settings.agent.timezone)
+        .with_context(|| format!("agent.timezone {:?}", settings.agent.timezone))?;
+    let offline: Arc<dyn agent::TurnEngine> = Arc::new(
+        agent::KnowledgeResponder::new(
+            stores.data.clone(),
+            settings.messaging.fallback_message.clone(),
+        )
+        .with_queue(stores.queue.clone())
+        .with_profiles(profiles.clone())
+        .with_time_zone(time_zone.clone()),
+    );
     let Some(model) = chat_model(&settings.llm)? else {
         return Ok(Engine {
             turns: offline,
             profiles,
         });
     };
-    let time_zone = jiff::tz::TimeZone::get(&settings.agent.timezone)
-        .with_context(|| format!("agent.timezone {:?}", settings.agent.timezone))?;
     let config = agent::LlmEngineConfig {
         system_prompt: settings.llm.system_prompt.clone(),
         history: settings.llm.history_messages,
@@ -493,6 +498,7 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<ExitCode>
                 validate_signatures: settings.twilio.validate_signatures,
                 max_body_bytes: settings.http.max_body_bytes,
                 request_timeout: Duration::from_secs(settings.http.request_timeout_secs),
+                default_profile: settings.agent.default_profile.clone(),
             },
             probes,
         );

@@ -13,6 +13,7 @@
 //! [`Intent::Question`], for a knowledge-base search.
 
 mod datetime;
+pub mod dialogue;
 mod intent;
 mod lexicon;
 mod slots;

@@ -434,6 +434,7 @@ impl TurnEngine for SlowEngine {
             reply: Some("too late".into()),
             answered_by: "slow",
             tools: Vec::new(),
+            agents: Vec::new(),
         })
     }
 }
