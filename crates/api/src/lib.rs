@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod kb;
 pub mod openapi;
+mod profiles;
 mod tenants;
 mod twiml;
 mod webhooks;
@@ -40,6 +41,9 @@ pub struct ApiConfig {
     pub validate_signatures: bool,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// The profile new conversations get when their tenant has not chosen one
+    /// (`agent.default_profile`), reported by the profiles API.
+    pub default_profile: String,
 }
 
 /// Shared state of every handler.
@@ -89,6 +93,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(conversations::router())
                 .merge(kb::router())
                 .merge(chat::router())
+                .merge(profiles::router())
                 .route("/openapi.json", get(openapi::serve))
                 .layer(axum::extract::DefaultBodyLimit::max(DEFAULT_BODY_LIMIT)),
         )

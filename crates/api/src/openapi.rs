@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Concierge API", version = "1", description = "Tenant API: conversations, knowledge base, web chat. Authenticate with `Authorization: Bearer <api key>` (create one with `concierge admin api-key create`). Errors are `{\"error\":{\"code\",\"message\"}}` with stable codes."),
+    info(title = "Concierge API", version = "1", description = "Tenant API: conversations, knowledge base, web chat, agent profiles. Authenticate with `Authorization: Bearer <api key>` (create one with `concierge admin api-key create`). Errors are `{\"error\":{\"code\",\"message\"}}` with stable codes."),
     paths(
         crate::conversations::list,
         crate::conversations::messages,
@@ -18,6 +18,11 @@ use utoipa::{Modify, OpenApi};
         crate::kb::update,
         crate::kb::remove,
         crate::chat::send,
+        crate::profiles::list,
+        crate::profiles::read,
+        crate::profiles::save,
+        crate::profiles::versions,
+        crate::profiles::set_default,
     ),
     modifiers(&ApiKeyAuth)
 )]

@@ -11,6 +11,7 @@ mod conversations;
 mod http;
 mod kb;
 mod openapi;
+mod profiles;
 mod routes;
 mod status;
 mod webhooks;
@@ -43,6 +44,8 @@ pub const CUSTOMER: &str = "+15551234567";
 pub const HOURS_TITLE: &str = "Opening hours";
 pub const HOURS: &str = "We are open Monday to Friday, 9am to 5pm.";
 pub const FALLBACK: &str = "Thanks, we will get back to you.";
+/// The installation's default profile (`agent.default_profile`).
+pub const DEFAULT_PROFILE: &str = "receptionist";
 pub const XML_HEAD: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
 
 /// Runs each listed test function once per backend, on a fresh database. A test takes
@@ -234,6 +237,7 @@ impl TestAppBuilder {
             validate_signatures: true,
             max_body_bytes: 16 * 1024,
             request_timeout: self.request_timeout,
+            default_profile: DEFAULT_PROFILE.into(),
         };
         let router = api::router(AppState::new(stores.clone(), messaging, config, Vec::new()));
         TestApp {

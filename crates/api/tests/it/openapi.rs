@@ -38,13 +38,17 @@ fn document() -> serde_json::Value {
     serde_json::from_str(&api::openapi::document()).unwrap()
 }
 
-const PATHS: [&str; 6] = [
+const PATHS: [&str; 10] = [
     "/api/v1/chat/messages",
     "/api/v1/conversations",
     "/api/v1/conversations/{id}/handoff",
     "/api/v1/conversations/{id}/messages",
+    "/api/v1/default-profile",
     "/api/v1/kb",
     "/api/v1/kb/{id}",
+    "/api/v1/profiles",
+    "/api/v1/profiles/{name}",
+    "/api/v1/profiles/{name}/versions",
 ];
 
 #[test]
@@ -88,15 +92,20 @@ fn document_lists_every_api_route() {
             ("/api/v1/conversations", vec!["get"]),
             ("/api/v1/conversations/{id}/handoff", vec!["delete", "post"]),
             ("/api/v1/conversations/{id}/messages", vec!["get"]),
+            ("/api/v1/default-profile", vec!["put"]),
             ("/api/v1/kb", vec!["get", "post"]),
             ("/api/v1/kb/{id}", vec!["delete", "get", "put"]),
+            ("/api/v1/profiles", vec!["get"]),
+            ("/api/v1/profiles/{name}", vec!["get", "put"]),
+            ("/api/v1/profiles/{name}/versions", vec!["get"]),
         ]
     );
 }
 
 /// Each operation documents the errors the handler really returns: every one requires a key
 /// (401), every one with an `{id}` path parameter refuses a malformed id (400) and an unknown
-/// one (404), and every one with a JSON body refuses a wrong content type (415).
+/// one (404), every one with a `{name}` refuses a malformed name (400) and, when it reads,
+/// an unknown one (404), and every one with a JSON body refuses a wrong content type (415).
 #[test]
 fn document_declares_the_errors_handlers_return() {
     let doc = document();
@@ -105,8 +114,11 @@ fn document_declares_the_errors_handlers_return() {
         for (method, op) in item.as_object().unwrap() {
             let responses = op["responses"].as_object().unwrap();
             let mut expect = vec!["401"];
-            if path.contains("{id}") {
-                expect.extend(["400", "404"]);
+            if path.contains("{id}") || path.contains("{name}") {
+                expect.push("400");
+            }
+            if path.contains("{id}") || (path.contains("{name}") && method == "get") {
+                expect.push("404");
             }
             if op.get("requestBody").is_some() {
                 expect.extend(["400", "415"]);
