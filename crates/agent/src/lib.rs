@@ -10,6 +10,7 @@ mod offline_engine;
 pub mod profile;
 pub mod profiles;
 pub mod redact;
+pub mod retrieval;
 pub mod state;
 pub mod tools;
 
@@ -30,6 +31,7 @@ pub const HANDOFF_TOOL: &str = "hand_off_to_human";
 /// An earlier message of the conversation, decrypted. Never logged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PastMessage {
+    pub id: MessageId,
     pub direction: Direction,
     pub text: String,
 }

@@ -31,6 +31,8 @@ const MAX_TRANSFERS: usize = 3;
 const TRANSFER_PREFIX: &str = "transfer_to_";
 /// Facts about the end user put in the instructions of agents that use memory.
 const FACTS_IN_CONTEXT: u32 = 20;
+/// The rolling summary is cut to this length.
+const MAX_SUMMARY_CHARS: usize = 2_000;
 
 #[derive(Clone, Debug)]
 pub struct LlmEngineConfig {
@@ -145,6 +147,9 @@ pub struct LlmEngine {
     config: LlmEngineConfig,
 }
 
+/// A step recorded by an earlier run of the turn: its tool (or agent) and encrypted detail.
+type RecordedStep = (String, Option<Vec<u8>>);
+
 /// What one turn is doing, threaded through the loop.
 struct Turn<'a> {
     input: &'a TurnInput,
@@ -157,7 +162,7 @@ struct Turn<'a> {
     now: jiff::Zoned,
     seq: u32,
     /// Steps a previous run of this turn recorded, by seq (loaded at the first tool call).
-    prior: Option<HashMap<u32, (String, Option<Vec<u8>>)>>,
+    prior: Option<HashMap<u32, RecordedStep>>,
     memory: Memory,
 }
 
@@ -210,7 +215,12 @@ impl LlmEngine {
         specs
     }
 
-    fn system_prompt(&self, turn: &Turn<'_>, context: &Context, pii: Option<&Redactions>) -> String {
+    fn system_prompt(
+        &self,
+        turn: &Turn<'_>,
+        context: &Context,
+        pii: Option<&Redactions>,
+    ) -> String {
         let agent = turn.profile.agent(Some(&turn.agent));
         let mut system = String::new();
         if !self.config.system_prompt.trim().is_empty() {
@@ -301,7 +311,10 @@ impl LlmEngine {
         turn.seq += 1;
         let input = turn.input;
         if turn.prior.is_none() {
-            let steps = self.store.turn_steps(input.tenant_id, input.message_id).await?;
+            let steps = self
+                .store
+                .turn_steps(input.tenant_id, input.message_id)
+                .await?;
             turn.prior = Some(
                 steps
                     .into_iter()
@@ -361,7 +374,12 @@ impl LlmEngine {
     }
 
     /// Moves the turn to `target` if the current agent has that edge.
-    async fn transfer(&self, turn: &mut Turn<'_>, target: &str, transfers: &mut usize) -> Result<ToolOutput, TurnError> {
+    async fn transfer(
+        &self,
+        turn: &mut Turn<'_>,
+        target: &str,
+        transfers: &mut usize,
+    ) -> Result<ToolOutput, TurnError> {
         let seq = turn.seq;
         turn.seq += 1;
         let current = turn.profile.agent(Some(&turn.agent));
@@ -399,6 +417,83 @@ impl LlmEngine {
         Ok(ToolOutput::ok(format!(
             "You are now {target:?}: continue the conversation with the customer."
         )))
+    }
+
+    /// Keeps the rolling summary ahead of the history window. When a message the summary
+    /// does not cover is about to leave a full window (it is among the oldest two), the
+    /// older half of the window is folded into the summary with one short model call. The
+    /// window slides by about two messages a turn, so this runs every few turns and every
+    /// message is summarised before it leaves. A failed call leaves the summary as it was
+    /// (the next turn tries again).
+    async fn refresh_summary(&self, turn: &mut Turn<'_>, pii: &mut Option<Redactions>) {
+        let history = &turn.input.history;
+        let window = self.config.history as usize;
+        if window < 4 || history.len() < window {
+            return;
+        }
+        let half = window / 2;
+        let through = turn.memory.summary_through;
+        if through.is_some_and(|t| history[1].id <= t) {
+            return;
+        }
+        let mut transcript = String::new();
+        for m in history[..half]
+            .iter()
+            .filter(|m| through.is_none_or(|t| m.id > t))
+        {
+            let who = match m.direction {
+                Direction::Inbound => "Customer",
+                Direction::Outbound => "Us",
+            };
+            transcript.push_str(&format!("{who}: {}\n", mask_mut(pii, &m.text)));
+        }
+        let previous = turn
+            .memory
+            .summary
+            .as_deref()
+            .map(|s| mask_mut(pii, s))
+            .unwrap_or_else(|| "(none yet)".into());
+        let mut request = ChatRequest::new(vec![Message::user(format!(
+            "Summary so far:\n{previous}\n\nMessages that follow it:\n{transcript}"
+        ))]);
+        request.system = Some(
+            "Update the summary of this customer conversation for a colleague who will take \
+             it over. Keep names, dates, times, requests, commitments and open questions; drop \
+             small talk. Write at most 120 words, plain text, no preamble."
+                .into(),
+        );
+        request.max_tokens = 300;
+        request.tool_choice = ToolChoice::None;
+        let started = Instant::now();
+        match self.model.complete(&request).await {
+            Ok(response) => {
+                metrics::histogram!("concierge_model_seconds", "provider" => self.model.provider().to_owned())
+                    .record(started.elapsed().as_secs_f64());
+                let spent = &mut turn.spent;
+                spent.calls += 1;
+                spent.input_tokens += response.usage.input_tokens;
+                spent.output_tokens += response.usage.output_tokens;
+                spent.cost_micros += self
+                    .config
+                    .prices
+                    .cost_micros(response.usage.input_tokens, response.usage.output_tokens);
+                let text = response.text().trim().to_owned();
+                if text.is_empty() {
+                    return;
+                }
+                let text = match pii.as_ref() {
+                    Some(r) => r.unmask(&text),
+                    None => text,
+                };
+                turn.memory.summary = Some(truncate_chars(&text, MAX_SUMMARY_CHARS));
+                turn.memory.summary_through = Some(history[half - 1].id);
+                metrics::counter!("concierge_summaries_total", "outcome" => "ok").increment(1);
+            }
+            Err(e) => {
+                tracing::warn!(kind = e.kind(), "rolling summary not updated");
+                metrics::counter!("concierge_summaries_total", "outcome" => "error").increment(1);
+            }
+        }
     }
 
     async fn facts(&self, input: &TurnInput) -> Result<Option<String>, TurnError> {
@@ -468,6 +563,9 @@ impl LlmEngine {
             let calls: Vec<ToolCall> = response.tool_calls().into_iter().cloned().collect();
             if calls.is_empty() || request.tool_choice == ToolChoice::None {
                 let reply = response.text().trim().to_owned();
+                if !reply.is_empty() {
+                    self.refresh_summary(turn, &mut pii).await;
+                }
                 return Ok(Ok(match &pii {
                     Some(r) => r.unmask(&reply),
                     None => reply,
@@ -642,7 +740,10 @@ impl TurnEngine for LlmEngine {
         let result = self.converse(&mut turn).await;
         self.account(&input, turn.spent).await;
         let result = result?;
-        let (tools, agents) = (std::mem::take(&mut turn.tools), std::mem::take(&mut turn.agents));
+        let (tools, agents) = (
+            std::mem::take(&mut turn.tools),
+            std::mem::take(&mut turn.agents),
+        );
         match result {
             Ok(reply) if !reply.is_empty() => {
                 state::save(

@@ -17,6 +17,7 @@ use store::{JobQueue, NewReminder, ReminderStatus, Store};
 use crate::offline::Language;
 use crate::offline::dialogue::{self, Action, DialogueState};
 use crate::profiles::Profiles;
+use crate::retrieval::Retriever;
 use crate::state::{self, Memory};
 use crate::tools::{
     self, BookingError, BookingRequest, Bookings, ToolContext, columns, reminder_id, step_uuid,
@@ -31,6 +32,7 @@ pub struct KnowledgeResponder {
     queue: Option<Arc<dyn JobQueue>>,
     bookings: Option<Arc<dyn Bookings>>,
     profiles: Option<Arc<Profiles>>,
+    retriever: Option<Arc<Retriever>>,
     time_zone: jiff::tz::TimeZone,
     fallback: String,
 }
@@ -45,6 +47,7 @@ impl KnowledgeResponder {
             queue: None,
             bookings: None,
             profiles: None,
+            retriever: None,
             time_zone: jiff::tz::TimeZone::UTC,
             fallback,
         }
@@ -68,6 +71,13 @@ impl KnowledgeResponder {
     #[must_use]
     pub fn with_profiles(mut self, profiles: Arc<Profiles>) -> Self {
         self.profiles = Some(profiles);
+        self
+    }
+
+    /// Searches the knowledge base with `retriever` (hybrid when it has an embedder).
+    #[must_use]
+    pub fn with_retriever(mut self, retriever: Arc<Retriever>) -> Self {
+        self.retriever = Some(retriever);
         self
     }
 
@@ -135,6 +145,10 @@ impl KnowledgeResponder {
             agents: Vec::new(),
         };
         Ok(match action {
+            // Nothing understood: the operator's fallback message, not the built-in one.
+            Action::Reply(text) if text == dialogue::fallback(lang) => {
+                out(self.fallback.clone(), "fallback", Vec::new())
+            }
             Action::Reply(text) => {
                 let label = if idle_before && dialogue.is_idle() {
                     "small_talk"
@@ -144,7 +158,10 @@ impl KnowledgeResponder {
                 out(text, label, Vec::new())
             }
             Action::SearchKnowledge { query } => {
-                let hits = self.store.search_kb(input.tenant_id, &query, 1).await?;
+                let hits = match &self.retriever {
+                    Some(r) => r.search(input.tenant_id, &query, 1).await?,
+                    None => self.store.search_kb(input.tenant_id, &query, 1).await?,
+                };
                 let (mut reply, label) = match hits.into_iter().next() {
                     Some(hit) => (hit.entry.body, "knowledge_base"),
                     None => (self.fallback.clone(), "fallback"),
@@ -195,7 +212,12 @@ impl KnowledgeResponder {
             Action::ListReminders => {
                 let list = self
                     .store
-                    .list_reminders(input.tenant_id, input.end_user_id, false, tools::MAX_REMINDERS)
+                    .list_reminders(
+                        input.tenant_id,
+                        input.end_user_id,
+                        false,
+                        tools::MAX_REMINDERS,
+                    )
                     .await?;
                 out(
                     reminders_text(input, &list, lang, now),
@@ -206,7 +228,12 @@ impl KnowledgeResponder {
             Action::CancelReminder => {
                 let list = self
                     .store
-                    .list_reminders(input.tenant_id, input.end_user_id, false, tools::MAX_REMINDERS)
+                    .list_reminders(
+                        input.tenant_id,
+                        input.end_user_id,
+                        false,
+                        tools::MAX_REMINDERS,
+                    )
                     .await?;
                 let scheduled: Vec<_> = list
                     .iter()
@@ -421,7 +448,8 @@ mod tests {
         }
 
         fn open(&self, _: &'static str, ciphertext: &[u8]) -> Result<String, TurnError> {
-            String::from_utf8(ciphertext.to_vec()).map_err(|e| TurnError::Unavailable(e.to_string()))
+            String::from_utf8(ciphertext.to_vec())
+                .map_err(|e| TurnError::Unavailable(e.to_string()))
         }
     }
 

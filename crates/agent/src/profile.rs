@@ -123,7 +123,8 @@ fn is_slug(s: &str, max: usize, dash: bool) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some('a'..='z'))
         && s.len() <= max
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (dash && c == '-'))
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (dash && c == '-'))
 }
 
 /// Whether `name` can name a profile: 1 to 40 of `a-z 0-9 _ -`, starting with a letter.
@@ -151,7 +152,9 @@ impl Profile {
             ));
         }
         if file.description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return invalid(format!("description: at most {MAX_DESCRIPTION_CHARS} characters"));
+            return invalid(format!(
+                "description: at most {MAX_DESCRIPTION_CHARS} characters"
+            ));
         }
         if let Some(tz) = &file.timezone
             && jiff::tz::TimeZone::get(tz).is_err()
@@ -159,16 +162,17 @@ impl Profile {
             return invalid(format!("timezone {tz:?} is not a known IANA time zone"));
         }
         if file.staff.notify_sms.len() > MAX_STAFF_NUMBERS {
-            return invalid(format!("staff.notify_sms: at most {MAX_STAFF_NUMBERS} numbers"));
+            return invalid(format!(
+                "staff.notify_sms: at most {MAX_STAFF_NUMBERS} numbers"
+            ));
         }
         let notify_sms = file
             .staff
             .notify_sms
             .iter()
             .map(|n| {
-                PhoneNumber::parse(n).map_err(|e| {
-                    ProfileError::Invalid(format!("staff.notify_sms {n:?}: {e}"))
-                })
+                PhoneNumber::parse(n)
+                    .map_err(|e| ProfileError::Invalid(format!("staff.notify_sms {n:?}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if file.agents.is_empty() {
@@ -193,10 +197,14 @@ impl Profile {
                 return Err(at("instructions are required".into()));
             }
             if agent.instructions.chars().count() > MAX_INSTRUCTIONS_CHARS {
-                return Err(at(format!("instructions: at most {MAX_INSTRUCTIONS_CHARS} characters")));
+                return Err(at(format!(
+                    "instructions: at most {MAX_INSTRUCTIONS_CHARS} characters"
+                )));
             }
             if agent.description.chars().count() > MAX_DESCRIPTION_CHARS {
-                return Err(at(format!("description: at most {MAX_DESCRIPTION_CHARS} characters")));
+                return Err(at(format!(
+                    "description: at most {MAX_DESCRIPTION_CHARS} characters"
+                )));
             }
             for tool in &agent.tools {
                 if !tools::KNOWN.contains(&tool.as_str()) {
@@ -225,7 +233,11 @@ impl Profile {
             if agent.max_tokens == Some(0) || agent.max_tokens.is_some_and(|m| m > 32_000) {
                 return Err(at("max_tokens must be between 1 and 32000".into()));
             }
-            if agent.model.as_ref().is_some_and(|m| m.trim().is_empty() || m.len() > 200) {
+            if agent
+                .model
+                .as_ref()
+                .is_some_and(|m| m.trim().is_empty() || m.len() > 200)
+            {
                 return Err(at("model must be a non-empty name".into()));
             }
             agents.insert(
@@ -340,16 +352,20 @@ mod tests {
     }
 
     fn minimal(extra: &str) -> String {
-        format!(
-            "name = \"p\"\nentry = \"a\"\n{extra}\n[agents.a]\ninstructions = \"hi\"\n"
-        )
+        format!("name = \"p\"\nentry = \"a\"\n{extra}\n[agents.a]\ninstructions = \"hi\"\n")
     }
 
     #[test]
     fn refuses_inconsistent_profiles_with_a_message_naming_the_field() {
         let cases = [
-            ("name = \"P Q\"\nentry = \"a\"\n[agents.a]\ninstructions = \"x\"", "name"),
-            ("name = \"p\"\nentry = \"b\"\n[agents.a]\ninstructions = \"x\"", "entry"),
+            (
+                "name = \"P Q\"\nentry = \"a\"\n[agents.a]\ninstructions = \"x\"",
+                "name",
+            ),
+            (
+                "name = \"p\"\nentry = \"b\"\n[agents.a]\ninstructions = \"x\"",
+                "entry",
+            ),
             (
                 "name = \"p\"\nentry = \"a\"\n[agents.a]\ninstructions = \"x\"\nhandoffs = [\"zz\"]",
                 "agents.a: hand-off",
@@ -362,7 +378,10 @@ mod tests {
                 "name = \"p\"\nentry = \"a\"\n[agents.a]\ninstructions = \"x\"\ntools = [\"rm_rf\"]",
                 "unknown tool",
             ),
-            ("name = \"p\"\nentry = \"a\"\n[agents.a]\ninstructions = \" \"", "instructions"),
+            (
+                "name = \"p\"\nentry = \"a\"\n[agents.a]\ninstructions = \" \"",
+                "instructions",
+            ),
             (
                 "name = \"p\"\nentry = \"a\"\ntimezone = \"Mars/Olympus\"\n[agents.a]\ninstructions = \"x\"",
                 "timezone",
@@ -375,7 +394,10 @@ mod tests {
                 "name = \"p\"\nentry = \"a\"\n[agents.a]\ninstructions = \"x\"\ntemperature = 9.0",
                 "temperature",
             ),
-            ("name = \"p\"\nentry = \"a\"\nagents = {}", "at least one agent"),
+            (
+                "name = \"p\"\nentry = \"a\"\nagents = {}",
+                "at least one agent",
+            ),
         ];
         for (source, needle) in cases {
             let err = Profile::parse(source).unwrap_err().to_string();
@@ -389,9 +411,15 @@ mod tests {
             Profile::parse(&minimal("colour = \"red\"")),
             Err(ProfileError::Syntax(_))
         ));
-        assert!(matches!(Profile::parse("name = "), Err(ProfileError::Syntax(_))));
+        assert!(matches!(
+            Profile::parse("name = "),
+            Err(ProfileError::Syntax(_))
+        ));
         let huge = "#".repeat(MAX_SOURCE_BYTES + 1);
-        assert!(matches!(Profile::parse(&huge), Err(ProfileError::Invalid(_))));
+        assert!(matches!(
+            Profile::parse(&huge),
+            Err(ProfileError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::profile::Profile;
 const TTL: Duration = Duration::from_secs(10);
 
 type Entry<T> = (Instant, T);
+type ParsedCache = HashMap<(TenantId, String), Entry<Arc<Profile>>>;
 
 pub struct Profiles {
     store: Arc<dyn Store>,
@@ -22,7 +23,7 @@ pub struct Profiles {
     /// Serve every conversation with this profile (`concierge chat --profile`).
     forced: Option<String>,
     defaults: Mutex<HashMap<TenantId, Entry<Option<String>>>>,
-    parsed: Mutex<HashMap<(TenantId, String), Entry<Arc<Profile>>>>,
+    parsed: Mutex<ParsedCache>,
 }
 
 impl Profiles {
@@ -60,7 +61,9 @@ impl Profiles {
         }
         Profile::builtin("receptionist")
             .map(Arc::new)
-            .ok_or_else(|| StoreError::Corrupt("the built-in receptionist profile is invalid".into()))
+            .ok_or_else(|| {
+                StoreError::Corrupt("the built-in receptionist profile is invalid".into())
+            })
     }
 
     async fn tenant_default(&self, tenant: TenantId) -> Result<Option<String>, StoreError> {

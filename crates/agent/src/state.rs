@@ -15,6 +15,9 @@ pub struct Memory {
     /// A summary of the conversation before the recent messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// The newest message the summary covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_through: Option<domain::MessageId>,
     /// The offline engine's dialogue state (a booking being filled, a reminder waiting
     /// for its time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,7 +91,10 @@ pub async fn save(
         data,
         revision: loaded.stored.revision,
     };
-    match store.save_conversation_state(tenant, conversation, &state).await {
+    match store
+        .save_conversation_state(tenant, conversation, &state)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(StoreError::Conflict(_)) => {
             tracing::warn!(%conversation, "conversation state changed during the turn; kept the other turn's");

@@ -44,8 +44,16 @@ async fn tenant_with_kb(stores: &Stores, phone: &str) -> TenantId {
         )
         .await
         .unwrap();
-    stores.data.put_profile(t, "frontdesk", FRONT_DESK).await.unwrap();
-    stores.data.set_default_profile(t, Some("frontdesk")).await.unwrap();
+    stores
+        .data
+        .put_profile(t, "frontdesk", FRONT_DESK)
+        .await
+        .unwrap();
+    stores
+        .data
+        .set_default_profile(t, Some("frontdesk"))
+        .await
+        .unwrap();
     t
 }
 
@@ -83,10 +91,12 @@ async fn answers_with_the_knowledge_tool(stores: &Stores) {
     fake.push(Reply::Text("Park for free behind the restaurant.".into()));
     let history = vec![
         PastMessage {
+            id: domain::MessageId::new(),
             direction: Direction::Inbound,
             text: "hello".into(),
         },
         PastMessage {
+            id: domain::MessageId::new(),
             direction: Direction::Outbound,
             text: "Hi! How can I help?".into(),
         },
@@ -209,7 +219,13 @@ async fn hands_off_with_the_tool(stores: &Stores) {
         "{}".into(),
     )]));
     fake.push(Reply::Text("A colleague will reply here shortly.".into()));
-    let mut turn = input(stores, t, "this is unacceptable, I want a manager", Vec::new()).await;
+    let mut turn = input(
+        stores,
+        t,
+        "this is unacceptable, I want a manager",
+        Vec::new(),
+    )
+    .await;
     turn.conversation_id = conversation_id;
     let out = engine(stores, &fake, 3).run(turn).await.unwrap();
     assert_eq!(
@@ -274,6 +290,7 @@ async fn redacts_pii_before_the_model(stores: &Stores) {
         "Thanks, we'll text [PHONE_1] and mail [EMAIL_1].".into(),
     ));
     let history = vec![PastMessage {
+        id: domain::MessageId::new(),
         direction: Direction::Inbound,
         text: "my card is 4242 4242 4242 4242".into(),
     }];

@@ -85,7 +85,10 @@ async fn receptionist_routes_and_remembers_the_agent(stores: &Stores) {
     let t = tenant(stores, "+15550003001").await;
     let fake = FakeOpenAi::start().await;
     fake.push(call("transfer_to_faq", "{}"));
-    fake.push(call("search_knowledge_base", r#"{"query":"haircut price"}"#));
+    fake.push(call(
+        "search_knowledge_base",
+        r#"{"query":"haircut price"}"#,
+    ));
     fake.push(Reply::Text("A haircut is 30 euros.".into()));
     let engine = engine(stores, &fake, None);
     let first = input(stores, t, "how much is a haircut?", Vec::new()).await;
@@ -183,7 +186,11 @@ handoffs = ["b"]
 instructions = "B."
 handoffs = ["a"]
 "#;
-    stores.data.put_profile(t, "pingpong", profile).await.unwrap();
+    stores
+        .data
+        .put_profile(t, "pingpong", profile)
+        .await
+        .unwrap();
     let fake = FakeOpenAi::start().await;
     for target in ["b", "a", "b", "a"] {
         fake.push(call(&format!("transfer_to_{target}"), "{}"));
@@ -204,7 +211,11 @@ handoffs = ["a"]
         .await
         .unwrap();
     assert_eq!(out.reply.as_deref(), Some("Done."));
-    assert_eq!(out.agents, ["a", "b", "a", "b"], "three transfers, then no more");
+    assert_eq!(
+        out.agents,
+        ["a", "b", "a", "b"],
+        "three transfers, then no more"
+    );
     assert!(last_tool_result(&fake.requests()[4]).contains("Too many transfers"));
 }
 
@@ -215,10 +226,7 @@ async fn assistant_remembers_and_reminds(stores: &Stores) {
     let fake = FakeOpenAi::start().await;
     let engine = engine(stores, &fake, Some("assistant"));
 
-    fake.push(call(
-        "remember_fact",
-        r#"{"fact":"Has a dog called Rex"}"#,
-    ));
+    fake.push(call("remember_fact", r#"{"fact":"Has a dog called Rex"}"#));
     fake.push(Reply::Text("Noted!".into()));
     let first = input(stores, t, "I have a dog called Rex", Vec::new()).await;
     let out = engine.run(first.clone()).await.unwrap();
@@ -251,7 +259,11 @@ async fn assistant_remembers_and_reminds(stores: &Stores) {
     engine.run(second.clone()).await.unwrap();
     let requests = fake.requests();
     assert!(system(&requests[2]).contains("Has a dog called Rex"));
-    assert!(last_tool_result(&requests[3]).contains("at 09:00"), "{}", last_tool_result(&requests[3]));
+    assert!(
+        last_tool_result(&requests[3]).contains("at 09:00"),
+        "{}",
+        last_tool_result(&requests[3])
+    );
     let reminders = stores
         .data
         .list_reminders(t, first.end_user_id, false, 10)
@@ -260,7 +272,11 @@ async fn assistant_remembers_and_reminds(stores: &Stores) {
     assert_eq!(reminders.len(), 1);
     assert_eq!(
         reminders[0].due_at,
-        tomorrow.at(9, 0, 0, 0).to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp()
+        tomorrow
+            .at(9, 0, 0, 0)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .unwrap()
+            .timestamp()
     );
     // Its delivery job is not due yet.
     let claimed = stores
@@ -299,7 +315,10 @@ async fn assistant_remembers_and_reminds(stores: &Stores) {
     // List, then cancel by id; forget the fact by id.
     let id = reminders[0].id.to_string();
     fake.push(call("list_reminders", "{}"));
-    fake.push(call("cancel_reminder", &format!(r#"{{"reminder_id":"{id}"}}"#)));
+    fake.push(call(
+        "cancel_reminder",
+        &format!(r#"{{"reminder_id":"{id}"}}"#),
+    ));
     fake.push(call(
         "forget_fact",
         &format!(r#"{{"fact_id":"{}"}}"#, facts[0].id),
@@ -335,10 +354,16 @@ async fn assistant_remembers_and_reminds(stores: &Stores) {
 
     // Another end user's reminder id is not this end user's to cancel.
     let stranger = input(stores, t, "hi", Vec::new()).await;
-    fake.push(call("cancel_reminder", &format!(r#"{{"reminder_id":"{id}"}}"#)));
+    fake.push(call(
+        "cancel_reminder",
+        &format!(r#"{{"reminder_id":"{id}"}}"#),
+    ));
     fake.push(Reply::Text("Nothing to cancel.".into()));
     engine.run(stranger).await.unwrap();
-    assert!(last_tool_result(&fake.requests().last().unwrap().clone()).contains("No scheduled reminder"));
+    assert!(
+        last_tool_result(&fake.requests().last().unwrap().clone())
+            .contains("No scheduled reminder")
+    );
 }
 
 /// The escalation agent hands off: the conversation waits for staff and one staff
@@ -402,6 +427,71 @@ async fn companion_has_only_memory_tools(stores: &Stores) {
     let _ = TestSealer;
 }
 
+/// A full history window gets a rolling summary (one extra short model call), kept
+/// encrypted in the conversation's state and given to the agent in later turns; the next
+/// turn, whose older half is covered, makes no summary call.
+async fn keeps_a_rolling_summary(stores: &Stores) {
+    let t = tenant(stores, "+15550003007").await;
+    let fake = FakeOpenAi::start().await;
+    let history: Vec<agent::PastMessage> = (0..12)
+        .map(|i| agent::PastMessage {
+            id: domain::MessageId::new(),
+            direction: if i % 2 == 0 {
+                domain::Direction::Inbound
+            } else {
+                domain::Direction::Outbound
+            },
+            text: format!("message {i}"),
+        })
+        .collect();
+    fake.push(Reply::Text("Sure.".into()));
+    fake.push(Reply::Text("Ana wants a haircut on Friday.".into()));
+    let engine = engine(stores, &fake, Some("companion"));
+    let first = input(stores, t, "ok", history.clone()).await;
+    engine.run(first.clone()).await.unwrap();
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "the reply, then the summary");
+    let summary_request = requests[1]["messages"][1]["content"].as_str().unwrap();
+    assert!(summary_request.contains("Customer: message 0"));
+    assert!(summary_request.contains("Us: message 5"));
+    assert!(
+        !summary_request.contains("message 6"),
+        "only the older half"
+    );
+    let state = stores
+        .data
+        .conversation_state(t, first.conversation_id)
+        .await
+        .unwrap();
+    let stored = String::from_utf8(state.data.unwrap()).unwrap();
+    assert!(
+        stored.contains("Ana wants a haircut on Friday."),
+        "{stored}"
+    );
+
+    // Two messages later the older half is still covered: no summary call, and the agent
+    // is told the summary.
+    let mut later = history[2..].to_vec();
+    for text in ["ok", "Sure."] {
+        later.push(agent::PastMessage {
+            id: domain::MessageId::new(),
+            direction: if text == "ok" {
+                domain::Direction::Inbound
+            } else {
+                domain::Direction::Outbound
+            },
+            text: text.into(),
+        });
+    }
+    fake.push(Reply::Text("Anything else?".into()));
+    let mut second = next(&first, "what did I ask?");
+    second.history = later;
+    engine.run(second).await.unwrap();
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 3);
+    assert!(system(&requests[2]).contains("Ana wants a haircut on Friday."));
+}
+
 macro_rules! both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -433,4 +523,5 @@ both_backends!(
     assistant_remembers_and_reminds,
     escalation_notifies_staff_once,
     companion_has_only_memory_tools,
+    keeps_a_rolling_summary,
 );

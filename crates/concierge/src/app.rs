@@ -28,10 +28,12 @@ use llm::openai::{OpenAiChat, OpenAiConfig};
 
 /// The engine that answers turns: the model from `llm` settings with the offline engine as
 /// its fallback, or the offline engine alone.
-/// The turn engine and the profile resolver it shares with the outbox.
+/// The turn engine, the profile resolver it shares with the outbox, and the knowledge
+/// retriever whose index the workers keep up to date.
 pub struct Engine {
     pub turns: Arc<dyn agent::TurnEngine>,
     pub profiles: Arc<agent::Profiles>,
+    pub retriever: Arc<agent::retrieval::Retriever>,
 }
 
 /// Builds the turn engine: a team of agents over the configured model, or the offline
@@ -49,6 +51,11 @@ pub fn turn_engine(
     ));
     let time_zone = jiff::tz::TimeZone::get(&settings.agent.timezone)
         .with_context(|| format!("agent.timezone {:?}", settings.agent.timezone))?;
+    let retriever = Arc::new(agent::retrieval::Retriever::new(
+        stores.data.clone(),
+        embedder(settings)?,
+        agent::retrieval::RetrieverConfig::default(),
+    ));
     let offline: Arc<dyn agent::TurnEngine> = Arc::new(
         agent::KnowledgeResponder::new(
             stores.data.clone(),
@@ -56,12 +63,14 @@ pub fn turn_engine(
         )
         .with_queue(stores.queue.clone())
         .with_profiles(profiles.clone())
+        .with_retriever(retriever.clone())
         .with_time_zone(time_zone.clone()),
     );
     let Some(model) = chat_model(&settings.llm)? else {
         return Ok(Engine {
             turns: offline,
             profiles,
+            retriever,
         });
     };
     let config = agent::LlmEngineConfig {
@@ -85,6 +94,7 @@ pub fn turn_engine(
     let registry = agent::Registry::builtin(
         stores.data.clone(),
         stores.queue.clone(),
+        Some(retriever.clone()),
         None,
         config.tool_timeout,
     );
@@ -110,7 +120,57 @@ pub fn turn_engine(
     Ok(Engine {
         turns: Arc::new(engine),
         profiles,
+        retriever,
     })
+}
+
+/// The configured embedding provider behind retries and a circuit breaker; None without one.
+fn embedder(settings: &Settings) -> anyhow::Result<Option<Arc<dyn llm::Embedder>>> {
+    use crate::config::EmbeddingProvider;
+    let e = &settings.embeddings;
+    let http = llm::HttpSettings {
+        connect_timeout: Duration::from_millis(settings.llm.connect_timeout_ms),
+        first_byte_timeout: Duration::from_millis(settings.llm.first_byte_timeout_ms),
+        idle_timeout: Duration::from_millis(settings.llm.first_byte_timeout_ms),
+        total_timeout: Duration::from_millis(settings.llm.total_timeout_ms),
+    };
+    let key = || e.api_key.clone().unwrap_or_else(|| SecretString::from(""));
+    let embedder: Arc<dyn llm::Embedder> = match e.provider {
+        EmbeddingProvider::None => return Ok(None),
+        EmbeddingProvider::Openai | EmbeddingProvider::OpenaiCompatible => {
+            let mut config = if e.provider == EmbeddingProvider::Openai {
+                llm::embed::OpenAiEmbedConfig::openai(key(), &e.model)
+            } else {
+                llm::embed::OpenAiEmbedConfig::compatible(
+                    "openai_compatible",
+                    e.base_url.clone().unwrap_or_default(),
+                    &e.model,
+                )
+            };
+            if let Some(base) = &e.base_url {
+                config.base_url.clone_from(base);
+            }
+            config.api_key.clone_from(&e.api_key);
+            config.http = http;
+            Arc::new(llm::embed::OpenAiEmbedder::new(config)?)
+        }
+        EmbeddingProvider::Gemini => {
+            let mut config = llm::embed::GeminiEmbedConfig::new(key(), &e.model);
+            if let Some(base) = &e.base_url {
+                config.base_url.clone_from(base);
+            }
+            config.http = http;
+            Arc::new(llm::embed::GeminiEmbedder::new(config)?)
+        }
+    };
+    let policy = llm::RetryPolicy {
+        max_attempts: settings.llm.max_attempts,
+        ..llm::RetryPolicy::default()
+    };
+    Ok(Some(Arc::new(llm::Resilient::embedders(
+        vec![embedder],
+        policy,
+    ))))
 }
 
 /// The configured provider behind retries and a circuit breaker; None without one.
@@ -476,6 +536,12 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<ExitCode>
             None => runner,
         };
         tasks.spawn(runner.run(shutdown_rx.clone()));
+        if settings.embeddings.provider != crate::config::EmbeddingProvider::None {
+            tasks.spawn(engine.retriever.clone().index_loop(
+                Duration::from_secs(settings.embeddings.index_interval_secs),
+                shutdown_rx.clone(),
+            ));
+        }
     }
 
     if roles.api {

@@ -23,12 +23,13 @@ const TEST_PREFIX: &str = "CONCIERGE_TEST_";
 /// `<VAR>_FILE` names a file holding the secret `<VAR>`.
 const FILE_SUFFIX: &str = "_FILE";
 /// Dotted keys of the settings that hold secrets.
-const SECRET_KEYS: [&str; 6] = [
+const SECRET_KEYS: [&str; 7] = [
     "database_url",
     "redis_url",
     "master_key",
     "twilio.auth_token",
     "llm.api_key",
+    "embeddings.api_key",
     "backup.key",
 ];
 /// What a set secret serializes as.
@@ -67,6 +68,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub llm: LlmSettings,
     pub agent: AgentSettings,
+    pub embeddings: EmbeddingSettings,
     pub backup: BackupSettings,
 }
 
@@ -88,6 +90,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             llm: LlmSettings::default(),
             agent: AgentSettings::default(),
+            embeddings: EmbeddingSettings::default(),
             backup: BackupSettings::default(),
         }
     }
@@ -334,6 +337,47 @@ impl Default for AgentSettings {
     }
 }
 
+/// Which embedding provider the knowledge-base search uses for its vector half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingProvider {
+    /// Full-text search only.
+    #[default]
+    None,
+    Openai,
+    /// Any server speaking the OpenAI embeddings API (Ollama, vLLM, llama.cpp...).
+    OpenaiCompatible,
+    Gemini,
+}
+
+/// Vectors for hybrid knowledge-base search (full text always; vectors when a provider is set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingSettings {
+    pub provider: EmbeddingProvider,
+    /// The provider's embedding model (required with a provider).
+    pub model: String,
+    #[serde(serialize_with = "redact")]
+    pub api_key: Option<SecretString>,
+    /// Overrides the provider's endpoint, up to and including `/v1` (required for
+    /// `openai_compatible`).
+    pub base_url: Option<String>,
+    /// How often workers embed new and changed knowledge-base entries.
+    pub index_interval_secs: u64,
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        Self {
+            provider: EmbeddingProvider::None,
+            model: String::new(),
+            api_key: None,
+            base_url: None,
+            index_interval_secs: 60,
+        }
+    }
+}
+
 /// Backups: where they go, the key that encrypts them, the daily schedule and retention.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -452,6 +496,47 @@ impl Settings {
                 env_name(&["agent", "timezone"]),
                 self.agent.timezone
             );
+        }
+        if self.embeddings.provider != EmbeddingProvider::None {
+            if self.embeddings.model.trim().is_empty() {
+                bail!(
+                    "embeddings.model ({}) is required when embeddings.provider is set",
+                    env_name(&["embeddings", "model"])
+                );
+            }
+            let keyed = matches!(
+                self.embeddings.provider,
+                EmbeddingProvider::Openai | EmbeddingProvider::Gemini
+            );
+            if keyed && self.embeddings.api_key.is_none() {
+                bail!(
+                    "embeddings.api_key ({} or {}_FILE) is required for this provider",
+                    env_name(&["embeddings", "api_key"]),
+                    env_name(&["embeddings", "api_key"])
+                );
+            }
+            if self.embeddings.provider == EmbeddingProvider::OpenaiCompatible
+                && self.embeddings.base_url.is_none()
+            {
+                bail!(
+                    "embeddings.base_url ({}) is required for openai_compatible",
+                    env_name(&["embeddings", "base_url"])
+                );
+            }
+            if let Some(url) = &self.embeddings.base_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                bail!(
+                    "embeddings.base_url ({}) must start with http:// or https://",
+                    env_name(&["embeddings", "base_url"])
+                );
+            }
+            if self.embeddings.index_interval_secs == 0 {
+                bail!(
+                    "embeddings.index_interval_secs ({}) must be more than 0",
+                    env_name(&["embeddings", "index_interval_secs"])
+                );
+            }
         }
         if self.agent.tool_timeout_ms == 0 {
             bail!(
@@ -1615,7 +1700,7 @@ mod tests {
         assert_eq!(find("CONCIERGE_LLM__PROVIDER").default, "none");
         assert!(find("CONCIERGE_BACKUP__KEY").secret);
         assert_eq!(find("CONCIERGE_BACKUP__KEEP_DAILY").default, "7");
-        assert_eq!(docs.len(), 56);
+        assert_eq!(docs.len(), 61);
         assert_eq!(docs[0].env, "CONCIERGE_DATA_DIR", "top-level keys first");
 
         // Suggestions rely on names being distinct once underscores are ignored.

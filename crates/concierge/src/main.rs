@@ -18,12 +18,12 @@ mod admin;
 mod app;
 mod backup;
 mod chat;
-mod profiles;
 mod cli;
 mod config;
 mod doctor;
 mod healthcheck;
 mod infra;
+mod profiles;
 mod simulate;
 mod telemetry;
 

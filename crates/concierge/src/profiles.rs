@@ -68,18 +68,30 @@ fn read_profile(file: &PathBuf) -> anyhow::Result<(String, Profile)> {
     Ok((source, profile))
 }
 
-pub async fn run(settings: &Settings, command: ProfileCommand, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    settings: &Settings,
+    command: ProfileCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     if let ProfileCommand::Validate { file } = &command {
         let (_, profile) = read_profile(file)?;
         if json {
-            out!("{}", serde_json::json!({"valid": true, "name": profile.name, "agents": profile.agents.keys().collect::<Vec<_>>()}));
+            out!(
+                "{}",
+                serde_json::json!({"valid": true, "name": profile.name, "agents": profile.agents.keys().collect::<Vec<_>>()})
+            );
         } else {
             out!(
                 "{}: valid profile {:?} with {} agent(s): {}",
                 file.display(),
                 profile.name,
                 profile.agents.len(),
-                profile.agents.keys().cloned().collect::<Vec<_>>().join(", ")
+                profile
+                    .agents
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         return Ok(ExitCode::SUCCESS);
@@ -149,7 +161,11 @@ pub async fn run(settings: &Settings, command: ProfileCommand, json: bool) -> an
             name,
             version,
         } => {
-            let tenant = tenant_of(tenant.as_deref().context("--tenant is required with --version")?)?;
+            let tenant = tenant_of(
+                tenant
+                    .as_deref()
+                    .context("--tenant is required with --version")?,
+            )?;
             ensure_tenant(&stores, tenant).await?;
             match data.get_profile(tenant, &name, version).await? {
                 Some(stored) => out!("{}", stored.source.trim_end()),
@@ -171,16 +187,24 @@ pub async fn run(settings: &Settings, command: ProfileCommand, json: bool) -> an
             let (source, profile) = read_profile(&file)?;
             let stored = data.put_profile(tenant, &profile.name, &source).await?;
             if default {
-                data.set_default_profile(tenant, Some(&profile.name)).await?;
+                data.set_default_profile(tenant, Some(&profile.name))
+                    .await?;
             }
             if json {
-                out!("{}", serde_json::json!({"name": stored.name, "version": stored.version, "default": default}));
+                out!(
+                    "{}",
+                    serde_json::json!({"name": stored.name, "version": stored.version, "default": default})
+                );
             } else {
                 out!(
                     "stored profile {:?} version {}{}",
                     stored.name,
                     stored.version,
-                    if default { " (now the tenant's default)" } else { "" }
+                    if default {
+                        " (now the tenant's default)"
+                    } else {
+                        ""
+                    }
                 );
             }
         }
@@ -211,14 +235,20 @@ pub async fn run(settings: &Settings, command: ProfileCommand, json: bool) -> an
             ensure_tenant(&stores, tenant).await?;
             if clear {
                 data.set_default_profile(tenant, None).await?;
-                out!("the tenant uses the installation default ({})", settings.agent.default_profile);
+                out!(
+                    "the tenant uses the installation default ({})",
+                    settings.agent.default_profile
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             let Some(name) = name else {
                 let current = data.default_profile(tenant).await?;
                 out!(
                     "{}",
-                    current.unwrap_or_else(|| format!("{} (installation default)", settings.agent.default_profile))
+                    current.unwrap_or_else(|| format!(
+                        "{} (installation default)",
+                        settings.agent.default_profile
+                    ))
                 );
                 return Ok(ExitCode::SUCCESS);
             };

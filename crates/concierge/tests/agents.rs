@@ -25,7 +25,12 @@ fn tenant(dir: &Path, env: &[(&str, String)], phone: &str) -> String {
 }
 
 /// Runs `chat` with these lines on stdin; one JSON object per turn.
-fn chat(dir: &Path, env: &[(&str, String)], args: &[&str], lines: &[&str]) -> Vec<serde_json::Value> {
+fn chat(
+    dir: &Path,
+    env: &[(&str, String)],
+    args: &[&str],
+    lines: &[&str],
+) -> Vec<serde_json::Value> {
     let mut all = vec!["chat", "--json"];
     all.extend_from_slice(args);
     let mut child = command(dir, env, &all)
@@ -68,10 +73,17 @@ fn profiles(dir: &Path, env: &[(&str, String)]) {
         &file,
         source
             .replace("name = \"receptionist\"", "name = \"salon\"")
-            .replace("entry = \"triage\"", "entry = \"triage\"\ntimezone = \"Europe/Paris\""),
+            .replace(
+                "entry = \"triage\"",
+                "entry = \"triage\"\ntimezone = \"Europe/Paris\"",
+            ),
     )
     .unwrap();
-    let valid = concierge(dir, env, &["profile", "validate", file.to_str().unwrap(), "--json"]);
+    let valid = concierge(
+        dir,
+        env,
+        &["profile", "validate", file.to_str().unwrap(), "--json"],
+    );
     assert_eq!(json(&valid)["name"], "salon");
 
     // A broken profile is refused with the field named, and nothing is stored.
@@ -105,11 +117,21 @@ fn profiles(dir: &Path, env: &[(&str, String)]) {
         );
         assert_eq!(json(&set)["version"], expected);
     }
-    let list = json(&concierge(dir, env, &["profile", "list", "--tenant", &id, "--json"]));
+    let list = json(&concierge(
+        dir,
+        env,
+        &["profile", "list", "--tenant", &id, "--json"],
+    ));
     let rows = list.as_array().unwrap();
     let salon = rows.iter().find(|r| r["name"] == "salon").unwrap();
-    assert_eq!((salon["version"].as_u64(), salon["default"].as_bool()), (Some(2), Some(true)));
-    assert!(rows.iter().any(|r| r["name"] == "assistant" && r["source"] == "built-in"));
+    assert_eq!(
+        (salon["version"].as_u64(), salon["default"].as_bool()),
+        (Some(2), Some(true))
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["name"] == "assistant" && r["source"] == "built-in")
+    );
     let history = json(&concierge(
         dir,
         env,
@@ -119,7 +141,15 @@ fn profiles(dir: &Path, env: &[(&str, String)]) {
     let v1 = concierge(
         dir,
         env,
-        &["profile", "show", "--tenant", &id, "salon", "--version", "1"],
+        &[
+            "profile",
+            "show",
+            "--tenant",
+            &id,
+            "salon",
+            "--version",
+            "1",
+        ],
     );
     assert!(String::from_utf8_lossy(&v1.stdout).contains("Europe/Paris"));
     let unknown = concierge(dir, env, &["profile", "default", "--tenant", &id, "nope"]);
@@ -147,9 +177,15 @@ fn profiles(dir: &Path, env: &[(&str, String)]) {
     assert_eq!(turns[0]["answered_by"], "reminder");
     assert_eq!(turns[0]["tools"], serde_json::json!(["create_reminder"]));
     let confirm = turns[0]["reply"].as_str().unwrap();
-    assert!(confirm.contains("09:00") && confirm.contains("call Marc"), "{confirm}");
+    assert!(
+        confirm.contains("09:00") && confirm.contains("call Marc"),
+        "{confirm}"
+    );
     let confirm = turns[1]["reply"].as_str().unwrap();
-    assert!(confirm.contains("10:00") && confirm.contains("appeler le garage"), "{confirm}");
+    assert!(
+        confirm.contains("10:00") && confirm.contains("appeler le garage"),
+        "{confirm}"
+    );
     let listed = turns[2]["reply"].as_str().unwrap();
     assert!(
         listed.contains("Reminder: call Marc") && listed.contains("Rappel : appeler le garage"),
@@ -158,7 +194,12 @@ fn profiles(dir: &Path, env: &[(&str, String)]) {
     assert_eq!(turns[3]["answered_by"], "dialogue");
     assert_eq!(turns[6]["answered_by"], "booking");
     assert_eq!(turns[6]["tools"], serde_json::json!(["hand_off_to_human"]));
-    assert!(turns[6]["reply"].as_str().unwrap().contains("passed your request"));
+    assert!(
+        turns[6]["reply"]
+            .as_str()
+            .unwrap()
+            .contains("passed your request")
+    );
     assert_eq!(turns[0]["conversation_id"], turns[6]["conversation_id"]);
 }
 
@@ -183,7 +224,14 @@ fn chat_with_a_profile(dir: &Path, mut env: Vec<(&'static str, String)>) {
     let turns = chat(
         dir,
         &env,
-        &["--tenant", &id, "--profile", "assistant", "--as", "+15557650002"],
+        &[
+            "--tenant",
+            &id,
+            "--profile",
+            "assistant",
+            "--as",
+            "+15557650002",
+        ],
         &["I prefer mornings", "what do you know about me?"],
     );
     assert_eq!(turns[0]["agents"], serde_json::json!(["assistant"]));

@@ -446,6 +446,7 @@ pub(crate) async fn load_history(
         .into_iter()
         .map(|m| {
             Ok(agent::PastMessage {
+                id: m.id,
                 direction: m.direction,
                 text: key.decrypt_string(tenant, columns::MESSAGE_BODY, &m.body)?,
             })

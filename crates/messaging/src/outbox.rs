@@ -135,7 +135,8 @@ impl Outbox {
                 Ok(JobOutcome::Done)
             }
             Ok(ReminderDelivery::OptedOut) => {
-                metrics::counter!("concierge_reminders_total", "event" => "suppressed").increment(1);
+                metrics::counter!("concierge_reminders_total", "event" => "suppressed")
+                    .increment(1);
                 Ok(JobOutcome::Done)
             }
             // The job row went with the delivery's transaction (or another holder has it).
@@ -188,11 +189,13 @@ impl Outbox {
             .await
             .map_err(transient)?;
         let Some(from) = t.phone_numbers.first().cloned() else {
-            metrics::counter!("concierge_staff_notifications_total", "outcome" => "no_sender").increment(1);
+            metrics::counter!("concierge_staff_notifications_total", "outcome" => "no_sender")
+                .increment(1);
             return Ok(JobOutcome::Done);
         };
         if profile.notify_sms.is_empty() {
-            metrics::counter!("concierge_staff_notifications_total", "outcome" => "not_configured").increment(1);
+            metrics::counter!("concierge_staff_notifications_total", "outcome" => "not_configured")
+                .increment(1);
             return Ok(JobOutcome::Done);
         }
         let body = format!(
@@ -214,12 +217,14 @@ impl Outbox {
             };
             match self.sender.send_sms(&sms).await {
                 Ok(_) => {
-                    metrics::counter!("concierge_staff_notifications_total", "outcome" => "sent").increment(1);
+                    metrics::counter!("concierge_staff_notifications_total", "outcome" => "sent")
+                        .increment(1);
                 }
                 Err(e @ SmsError::Transient(_)) => return Err(JobOutcome::Retry(e.to_string())),
                 Err(e) => {
                     tracing::warn!(error = %e, "staff notification refused by the provider");
-                    metrics::counter!("concierge_staff_notifications_total", "outcome" => "failed").increment(1);
+                    metrics::counter!("concierge_staff_notifications_total", "outcome" => "failed")
+                        .increment(1);
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! (`BEGIN IMMEDIATE`), so they never fail on a lock upgrade nor wait in the busy handler.
 
 mod agents;
+mod kb_embeddings;
 mod queue;
 mod rows;
 mod snapshot;
@@ -1133,6 +1134,42 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn get_kb_entries(
+        &self,
+        tenant: TenantId,
+        ids: &[KbEntryId],
+    ) -> StoreResult<Vec<KbEntry>> {
+        kb_embeddings::get_entries(self, tenant, ids).await
+    }
+
+    async fn put_kb_embedding(
+        &self,
+        tenant: TenantId,
+        entry: &KbEntry,
+        model: &str,
+        content_hash: &[u8; 32],
+        vector: &[f32],
+    ) -> StoreResult<()> {
+        kb_embeddings::put(self, tenant, entry, model, content_hash, vector).await
+    }
+
+    async fn kb_embeddings(
+        &self,
+        tenant: TenantId,
+        model: &str,
+    ) -> StoreResult<Vec<(KbEntryId, Vec<f32>)>> {
+        kb_embeddings::vectors(self, tenant, model).await
+    }
+
+    async fn kb_entries_to_embed(
+        &self,
+        tenant: TenantId,
+        model: &str,
+        page: Page,
+    ) -> StoreResult<Vec<KbEntry>> {
+        kb_embeddings::to_embed(self, tenant, model, page).await
     }
 }
 

@@ -195,6 +195,46 @@ pub trait Store: Send + Sync + 'static {
     /// Full-text search over titles and bodies, best match first.
     async fn search_kb(&self, tenant: TenantId, query: &str, limit: u32)
     -> StoreResult<Vec<KbHit>>;
+    /// The tenant's entries among `ids`, in no particular order, each once; ids that are
+    /// unknown or another tenant's are left out.
+    async fn get_kb_entries(
+        &self,
+        tenant: TenantId,
+        ids: &[KbEntryId],
+    ) -> StoreResult<Vec<KbEntry>>;
+
+    // --- knowledge-base vectors (derived data, not in backups) ---------------------------
+
+    /// Stores the vector `model` made from `entry` as the caller read it (`content_hash`:
+    /// the SHA-256 of its title, `"\n"` and its body), replacing the entry's vector if it
+    /// had one, of any model: an entry has at most one. The vector is of the version of
+    /// `entry` given (its `updated_at`): if the entry has changed since, it is stored all
+    /// the same and [`kb_entries_to_embed`](Self::kb_entries_to_embed) lists the entry
+    /// again. `NotFound` when the entry is not the tenant's (or is gone); an empty vector is
+    /// refused (`Database`).
+    async fn put_kb_embedding(
+        &self,
+        tenant: TenantId,
+        entry: &KbEntry,
+        model: &str,
+        content_hash: &[u8; 32],
+        vector: &[f32],
+    ) -> StoreResult<()>;
+    /// The tenant's vectors made by `model`, by entry, in no particular order.
+    async fn kb_embeddings(
+        &self,
+        tenant: TenantId,
+        model: &str,
+    ) -> StoreResult<Vec<(KbEntryId, Vec<f32>)>>;
+    /// A page (newest first, by id) of the tenant's entries that need a vector of `model`:
+    /// those without one, with one of another model, or with one made from an earlier
+    /// version of the entry (an update since, including one that raced the embedding).
+    async fn kb_entries_to_embed(
+        &self,
+        tenant: TenantId,
+        model: &str,
+        page: Page,
+    ) -> StoreResult<Vec<KbEntry>>;
 
     // --- model usage ----------------------------------------------------------------------
 

@@ -422,3 +422,25 @@ pub struct TurnStep {
     pub detail: Option<Vec<u8>>,
     pub created_at: Timestamp,
 }
+
+/// A vector as the stores keep it (knowledge-base embeddings): its numbers as
+/// little-endian `f32`, one after the other, so both backends read each other's bytes.
+#[must_use]
+pub fn vector_to_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The vector stored as `bytes` (see [`vector_to_bytes`]); None when their length is not a
+/// multiple of 4.
+#[must_use]
+pub fn vector_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
+    let chunks = bytes.chunks_exact(4);
+    if !chunks.remainder().is_empty() {
+        return None;
+    }
+    Some(
+        chunks
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}

@@ -342,6 +342,10 @@ pub static TABLES: &[TableSpec] = &[
 /// own migrations) and search indexes rebuilt from their source rows.
 pub static NOT_BACKED_UP: &[&str] = &[
     "_sqlx_migrations",
+    // Vectors of knowledge-base entries: derived data, large, and tied to an embedding
+    // model the target may not use. After a restore the retrieval indexer recomputes them
+    // (every entry lacks a vector), and search falls back to full text until it has.
+    "kb_embeddings",
     "kb_fts",
     "kb_fts_config",
     "kb_fts_data",

@@ -158,7 +158,8 @@ struct BookArgs {
 impl TypedTool for BookAppointment {
     type Args = BookArgs;
     const NAME: &'static str = BOOK_APPOINTMENT;
-    const DESCRIPTION: &'static str = "Book a service at a start time for the customer, after they confirmed the details.";
+    const DESCRIPTION: &'static str =
+        "Book a service at a start time for the customer, after they confirmed the details.";
 
     async fn run(&self, ctx: &ToolContext<'_>, args: BookArgs) -> ToolOutput {
         let at = match parse_when(&args.at, ctx.now) {

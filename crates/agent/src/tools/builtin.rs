@@ -12,6 +12,7 @@ use serde::Deserialize;
 use store::{JobQueue, NewFact, NewJob, NewReminder, ReminderStatus, Store};
 
 use super::{Tool, ToolContext, ToolOutput, TypedTool, columns, typed, unavailable};
+use crate::retrieval::Retriever;
 use crate::{HANDOFF_TOOL, truncate_chars};
 
 pub const SEARCH_KNOWLEDGE_BASE: &str = "search_knowledge_base";
@@ -33,9 +34,13 @@ const MAX_QUERY_CHARS: usize = 300;
 const MAX_RESULT_CHARS: usize = 4000;
 const REMINDER_ATTEMPTS: u32 = 8;
 
-pub(super) fn all(store: &Arc<dyn Store>, queue: &Arc<dyn JobQueue>) -> Vec<Arc<dyn Tool>> {
+pub(super) fn all(
+    store: &Arc<dyn Store>,
+    queue: &Arc<dyn JobQueue>,
+    retriever: &Arc<Retriever>,
+) -> Vec<Arc<dyn Tool>> {
     vec![
-        typed(SearchKnowledge(store.clone())),
+        typed(SearchKnowledge(retriever.clone())),
         typed(RememberFact(store.clone())),
         typed(RecallFacts(store.clone())),
         typed(ForgetFact(store.clone())),
@@ -100,7 +105,7 @@ fn show(at: &Zoned) -> String {
     at.strftime("%A %-d %B %Y at %H:%M (%Z)").to_string()
 }
 
-struct SearchKnowledge(Arc<dyn Store>);
+struct SearchKnowledge(Arc<Retriever>);
 
 #[derive(Deserialize, JsonSchema)]
 struct SearchArgs {
@@ -116,7 +121,7 @@ impl TypedTool for SearchKnowledge {
 
     async fn run(&self, ctx: &ToolContext<'_>, args: SearchArgs) -> ToolOutput {
         let query = truncate_chars(&args.query, MAX_QUERY_CHARS);
-        match self.0.search_kb(ctx.tenant, &query, 3).await {
+        match self.0.search(ctx.tenant, &query, 3).await {
             Ok(hits) if hits.is_empty() => ToolOutput::ok("No entry matches."),
             Ok(hits) => {
                 let text = hits
@@ -206,8 +211,7 @@ pub(crate) async fn facts_text(
 impl TypedTool for RecallFacts {
     type Args = NoArgs;
     const NAME: &'static str = RECALL_FACTS;
-    const DESCRIPTION: &'static str =
-        "List what you remember about the person you are talking to, newest first, with each fact's id.";
+    const DESCRIPTION: &'static str = "List what you remember about the person you are talking to, newest first, with each fact's id.";
 
     async fn run(&self, ctx: &ToolContext<'_>, _: NoArgs) -> ToolOutput {
         match facts_text(self.0.as_ref(), ctx.tenant, ctx.end_user, ctx.sealer, 50).await {
@@ -234,7 +238,12 @@ impl TypedTool for ForgetFact {
         "Forget one fact about the person, by the id recall_facts shows.";
 
     async fn run(&self, ctx: &ToolContext<'_>, args: ForgetArgs) -> ToolOutput {
-        let Ok(id) = args.fact_id.trim().trim_matches(['[', ']']).parse::<FactId>() else {
+        let Ok(id) = args
+            .fact_id
+            .trim()
+            .trim_matches(['[', ']'])
+            .parse::<FactId>()
+        else {
             return ToolOutput::error("That is not a fact id; call recall_facts to see them.");
         };
         match self.0.delete_fact(ctx.tenant, ctx.end_user, id).await {
@@ -281,7 +290,9 @@ impl TypedTool for CreateReminder {
             .list_reminders(ctx.tenant, ctx.end_user, false, MAX_REMINDERS)
             .await
         {
-            Ok(list) if list.len() >= MAX_REMINDERS as usize && !list.iter().any(|r| r.id == id) => {
+            Ok(list)
+                if list.len() >= MAX_REMINDERS as usize && !list.iter().any(|r| r.id == id) =>
+            {
                 return ToolOutput::error(format!(
                     "This person already has {MAX_REMINDERS} reminders scheduled; cancel one first."
                 ));
@@ -330,7 +341,10 @@ impl TypedTool for ListReminders {
             return ToolOutput::ok("No reminder is scheduled.");
         }
         let mut out = String::new();
-        for r in list.iter().filter(|r| r.status == ReminderStatus::Scheduled) {
+        for r in list
+            .iter()
+            .filter(|r| r.status == ReminderStatus::Scheduled)
+        {
             let text = ctx
                 .sealer
                 .open(columns::REMINDER, &r.text)
@@ -397,7 +411,10 @@ pub(crate) async fn hand_off(
     ctx: &ToolContext<'_>,
     event: &'static str,
 ) -> Result<bool, store::StoreError> {
-    let Some(conversation) = store.set_handoff(ctx.tenant, ctx.conversation, true).await? else {
+    let Some(conversation) = store
+        .set_handoff(ctx.tenant, ctx.conversation, true)
+        .await?
+    else {
         return Ok(false);
     };
     let since = conversation
@@ -424,7 +441,14 @@ impl TypedTool for HandOff {
     const DESCRIPTION: &'static str = "Hand the conversation to a member of staff, who will reply in this conversation; use when the person asks for a human or you cannot help.";
 
     async fn run(&self, ctx: &ToolContext<'_>, _: HandOffArgs) -> ToolOutput {
-        match hand_off(self.store.as_ref(), self.queue.as_ref(), ctx, "requested_by_agent").await {
+        match hand_off(
+            self.store.as_ref(),
+            self.queue.as_ref(),
+            ctx,
+            "requested_by_agent",
+        )
+        .await
+        {
             Ok(true) => ToolOutput::ok("Done: a member of staff will reply in this conversation."),
             Ok(false) => ToolOutput::error("This conversation cannot be handed off."),
             Err(e) => unavailable(Self::NAME, &e),
@@ -451,9 +475,21 @@ mod tests {
         assert_eq!(offset.hour(), 10);
         let zoned = parse_when("2026-11-23T09:00[America/New_York]", &now).unwrap();
         assert_eq!(zoned.time_zone().iana_name(), Some("America/New_York"));
-        assert!(parse_when("2026-11-22T14:00", &now).unwrap_err().contains("past"));
-        assert!(parse_when("2028-01-01T09:00", &now).unwrap_err().contains("year"));
-        assert!(parse_when("tomorrow", &now).unwrap_err().contains("not a date-time"));
+        assert!(
+            parse_when("2026-11-22T14:00", &now)
+                .unwrap_err()
+                .contains("past")
+        );
+        assert!(
+            parse_when("2028-01-01T09:00", &now)
+                .unwrap_err()
+                .contains("year")
+        );
+        assert!(
+            parse_when("tomorrow", &now)
+                .unwrap_err()
+                .contains("not a date-time")
+        );
         // A time skipped by the spring-forward change is refused or moved, never a panic.
         let _ = parse_when("2027-03-28T02:30", &now);
     }

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use store::{JobQueue, Store};
 
 pub use booking::{
-    Availability, BookingConfirmation, BookingError, BookingRequest, Bookings, BOOK_APPOINTMENT,
+    Availability, BOOK_APPOINTMENT, BookingConfirmation, BookingError, BookingRequest, Bookings,
     CANCEL_APPOINTMENT, CHECK_AVAILABILITY,
 };
 pub use builtin::{
@@ -30,6 +30,7 @@ pub use builtin::{
 
 pub(crate) use builtin::{facts_text, hand_off};
 
+use crate::retrieval::Retriever;
 use crate::{HANDOFF_TOOL, TurnError};
 
 /// Every tool a profile may name. Booking tools run only where a booking system is
@@ -135,7 +136,9 @@ pub fn parameters_schema<T: JsonSchema>() -> serde_json::Value {
     if let Some(object) = value.as_object_mut() {
         object.remove("title");
         object.remove("$schema");
-        object.entry("properties").or_insert_with(|| serde_json::json!({}));
+        object
+            .entry("properties")
+            .or_insert_with(|| serde_json::json!({}));
     }
     value
 }
@@ -184,12 +187,14 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The built-in tools over `store` (and `queue`, for staff notifications), plus the
-    /// booking tools when a booking system is connected.
+    /// The built-in tools over `store` (and `queue`, for staff notifications), searching
+    /// the knowledge base with `retriever` (full text only when None), plus the booking
+    /// tools when a booking system is connected.
     #[must_use]
     pub fn builtin(
         store: Arc<dyn Store>,
         queue: Arc<dyn JobQueue>,
+        retriever: Option<Arc<Retriever>>,
         bookings: Option<Arc<dyn Bookings>>,
         timeout: Duration,
     ) -> Self {
@@ -197,7 +202,14 @@ impl Registry {
             tools: BTreeMap::new(),
             timeout,
         };
-        for tool in builtin::all(&store, &queue) {
+        let retriever = retriever.unwrap_or_else(|| {
+            Arc::new(Retriever::new(
+                store.clone(),
+                None,
+                crate::retrieval::RetrieverConfig::default(),
+            ))
+        });
+        for tool in builtin::all(&store, &queue, &retriever) {
             registry.register(tool);
         }
         if let Some(bookings) = bookings {
@@ -248,7 +260,10 @@ impl Registry {
         };
         if !allowed.iter().any(|a| a == name) {
             // A prompt injection or a confused model: refused and recorded, never run.
-            tracing::warn!(tool = label, "model called a tool this agent may not use; refused");
+            tracing::warn!(
+                tool = label,
+                "model called a tool this agent may not use; refused"
+            );
             metrics::counter!("concierge_tool_refusals_total", "tool" => label).increment(1);
             return (
                 label,

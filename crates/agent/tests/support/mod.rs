@@ -68,6 +68,7 @@ pub fn engine_and_model(
         stores.data.clone(),
         stores.queue.clone(),
         None,
+        None,
         Duration::from_secs(2),
     );
     let profiles = Arc::new(Profiles::new(

@@ -453,7 +453,11 @@ async fn reminders_are_texted_when_due(db: &testkit::TestDb) {
         .unwrap();
     assert_eq!(message.conversation_id, conversation.id);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(h.twilio.sent().len(), 2, "the cancelled reminder is not sent");
+    assert_eq!(
+        h.twilio.sent().len(),
+        2,
+        "the cancelled reminder is not sent"
+    );
     h.stop.send(true).unwrap();
     h.worker.await.unwrap();
 }
@@ -479,7 +483,11 @@ notify_sms = ["+15559990000"]
 instructions = "Help."
 tools = ["hand_off_to_human"]
 "#;
-    h.stores.data.put_profile(h.tenant.id, "desk", profile).await.unwrap();
+    h.stores
+        .data
+        .put_profile(h.tenant.id, "desk", profile)
+        .await
+        .unwrap();
     h.stores
         .data
         .set_default_profile(h.tenant.id, Some("desk"))
@@ -505,7 +513,11 @@ tools = ["hand_off_to_human"]
     let sent = h.twilio.wait_for_sent(2, Duration::from_secs(10)).await;
     assert_eq!(sent[1].to, "+15559990000");
     assert_eq!(sent[1].from, "+15550000001");
-    assert!(sent[1].body.contains(&conversation.id.to_string()), "{}", sent[1].body);
+    assert!(
+        sent[1].body.contains(&conversation.id.to_string()),
+        "{}",
+        sent[1].body
+    );
     h.stop.send(true).unwrap();
     h.worker.await.unwrap();
 }

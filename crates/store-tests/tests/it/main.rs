@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
+mod embeddings;
 mod messages;
 mod queue;
 mod rls;

@@ -12,7 +12,8 @@ async fn without_the_tenant_setting_the_application_role_sees_nothing() {
     let t = tenant(&s, "Acme", "+15550000001").await;
     let r = recorded(&s, t, sms(1, "SM1", b"secret")).await;
     crate::agents::populate_agent_rows(&s, t, &r).await;
-    s.data
+    let entry = s
+        .data
         .add_kb_entry(
             t,
             store::KbEntryInput {
@@ -20,6 +21,10 @@ async fn without_the_tenant_setting_the_application_role_sees_nothing() {
                 body: "b".into(),
             },
         )
+        .await
+        .unwrap();
+    s.data
+        .put_kb_embedding(t, &entry, "model@1", &[0; 32], &[1.0])
         .await
         .unwrap();
 
@@ -30,6 +35,7 @@ async fn without_the_tenant_setting_the_application_role_sees_nothing() {
         "conversations",
         "messages",
         "kb_entries",
+        "kb_embeddings",
         "agent_profiles",
         "tenant_settings",
         "conversation_state",
