@@ -127,7 +127,8 @@ async fn main() {
             .await
             .unwrap();
     }
-    let fake = FakeOpenAi::start().await;
+    // Not recording requests: the fake's own memory would count in the figures.
+    let fake = FakeOpenAi::start_on("127.0.0.1:0".parse().unwrap(), false).await;
     fake.set_default_text("Here you are.");
     let model: Arc<dyn ChatModel> = Arc::new(
         OpenAiChat::new(OpenAiConfig::compatible("fake", fake.base_url(), "fake")).unwrap(),
@@ -229,7 +230,9 @@ handoffs = []
                 let t0 = Instant::now();
                 let out = engine.run(turn).await.unwrap();
                 let total = t0.elapsed();
-                assert_eq!(out.tools, ["search_knowledge_base"]);
+                // Concurrent turns share the fake's script, so one turn may take another's
+                // search; alone, every turn searches exactly once.
+                assert!(concurrency > 1 || out.tools == ["search_knowledge_base"]);
                 let model = Duration::from_nanos(timed.nanos.load(Ordering::Relaxed) - before);
                 overheads.push(total.saturating_sub(model).as_secs_f64() * 1000.0);
             }
@@ -253,8 +256,10 @@ handoffs = []
         all.last().copied().unwrap_or(0.0),
         rss_kib()
     );
-    if concurrency == 1 {
-        println!("note: with concurrency 1 the model fake's own HTTP time is excluded exactly");
+    if concurrency > 1 {
+        println!(
+            "note: with concurrency above 1 the model time of concurrent calls overlaps; the per-turn figures are an upper bound"
+        );
     }
     db.cleanup().await;
 }
