@@ -227,6 +227,17 @@ impl Messaging {
                 conversation_id: Some(recorded.conversation_id),
             });
         };
+        if !recorded.inline {
+            // Another turn of this conversation is running: the worker answers this message
+            // after it, with this one in its history.
+            count_inbound(Channel::Sms, InboundKind::Deferred);
+            return Ok(SmsReply {
+                text: None,
+                outcome: InboundKind::Deferred,
+                turn: None,
+                conversation_id: Some(recorded.conversation_id),
+            });
+        }
         let history = load_history(
             &self.stores,
             &key,
@@ -303,6 +314,15 @@ impl Messaging {
                 turn: None,
             });
         };
+        if !recorded.inline {
+            count_inbound(Channel::WebChat, InboundKind::Deferred);
+            return Ok(ChatReply {
+                conversation_id: recorded.conversation_id,
+                message_id: recorded.message_id,
+                reply: None,
+                turn: None,
+            });
+        }
         let history = load_history(
             &self.stores,
             &key,
@@ -373,6 +393,10 @@ impl Messaging {
                     .increment(1);
                 let Some(text) = output.reply else {
                     self.stores.queue.complete(job, &lease).await?;
+                    self.stores
+                        .data
+                        .release_turn(tenant, conversation_id, &lease.holder)
+                        .await?;
                     return Ok(None);
                 };
                 let info = TurnInfo {
@@ -398,16 +422,35 @@ impl Messaging {
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "inline turn failed; handing it to the worker");
                 metrics::counter!("concierge_turns_total", "mode" => "inline", "outcome" => "error", "engine" => "none").increment(1);
-                self.stores.queue.release(job, &lease).await?;
+                self.hand_to_worker(tenant, conversation_id, job, &lease)
+                    .await?;
                 Ok(None)
             }
             Err(_) => {
                 metrics::counter!("concierge_turns_total", "mode" => "inline", "outcome" => "over_budget", "engine" => "none")
                     .increment(1);
-                self.stores.queue.release(job, &lease).await?;
+                self.hand_to_worker(tenant, conversation_id, job, &lease)
+                    .await?;
                 Ok(None)
             }
         }
+    }
+
+    /// Gives an inline turn that did not finish to the worker: the job back to the queue
+    /// and the conversation's turn back, so the worker can take both.
+    async fn hand_to_worker(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        job: domain::JobId,
+        lease: &Lease,
+    ) -> Result<(), MessagingError> {
+        self.stores.queue.release(job, lease).await?;
+        self.stores
+            .data
+            .release_turn(tenant, conversation, &lease.holder)
+            .await?;
+        Ok(())
     }
 
     /// Decrypts a stored message body for the API.

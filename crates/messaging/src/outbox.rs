@@ -55,6 +55,19 @@ fn message_id(job: &ClaimedJob) -> Result<MessageId, JobOutcome> {
         .ok_or_else(|| JobOutcome::Fatal("payload has no message_id".into()))
 }
 
+/// How many of a conversation's newest messages are read to find a newer inbound one.
+const COALESCE_LOOKBACK: u32 = 50;
+/// How long a turn waits before trying again for a conversation whose turn is taken.
+const TURN_WAIT: Duration = Duration::from_secs(1);
+/// A worker's hold on a conversation's turn outlives its turn timeout by this much.
+const TURN_MARGIN: Duration = Duration::from_secs(10);
+
+/// The name a worker's turn holds a conversation under: its lease holder and its job, as
+/// the store gives the turn back with the reply (see `Store::record_reply`).
+fn turn_holder(job: &ClaimedJob) -> String {
+    format!("{}:{}", job.lease.holder, job.id)
+}
+
 fn transient(e: impl std::fmt::Display) -> JobOutcome {
     JobOutcome::Retry(e.to_string())
 }
@@ -260,6 +273,72 @@ impl Outbox {
             .await
             .map_err(transient)?
             .ok_or_else(|| JobOutcome::Fatal("conversation vanished".into()))?;
+        // One turn per conversation: wait while another turn of it runs. The hold is named
+        // after this job (a worker runs several jobs under one lease holder).
+        let holder = turn_holder(job);
+        if !self
+            .stores
+            .data
+            .acquire_turn(
+                tenant,
+                conversation.id,
+                &holder,
+                self.config.turn_timeout + TURN_MARGIN,
+            )
+            .await
+            .map_err(transient)?
+        {
+            metrics::counter!("concierge_turn_waits_total").increment(1);
+            return Ok(JobOutcome::Postpone(TURN_WAIT));
+        }
+        let result = self
+            .run_turn_holding(job, tenant, id, &message, &conversation)
+            .await;
+        // Whatever happened, the conversation's turn goes back (a recorded reply already
+        // gave it back; then this matches nothing).
+        if let Err(e) = self
+            .stores
+            .data
+            .release_turn(tenant, conversation.id, &holder)
+            .await
+        {
+            tracing::warn!(error = %e, "conversation turn not released; it expires on its own");
+        }
+        result
+    }
+
+    /// The turn, once this job holds the conversation's turn.
+    async fn run_turn_holding(
+        &self,
+        job: &ClaimedJob,
+        tenant: TenantId,
+        id: MessageId,
+        message: &store::StoredMessage,
+        conversation: &store::Conversation,
+    ) -> Result<JobOutcome, JobOutcome> {
+        // Coalescing: a newer message of the customer arrived while this one waited; its
+        // turn answers both (this message is in its history), or already did, so this turn
+        // is skipped.
+        let newest = self
+            .stores
+            .data
+            .list_messages(
+                tenant,
+                conversation.id,
+                store::Page::new(COALESCE_LOOKBACK, None),
+            )
+            .await
+            .map_err(transient)?;
+        let superseded = newest
+            .iter()
+            .any(|m| m.direction == Direction::Inbound && m.id > id)
+            || (newest.len() == COALESCE_LOOKBACK as usize
+                && newest.last().is_some_and(|m| m.id > id));
+        if superseded {
+            metrics::counter!("concierge_turns_total", "mode" => "worker", "outcome" => "coalesced", "engine" => "none").increment(1);
+            let _ = self.stores.queue.complete(job.id, &job.lease).await;
+            return Ok(JobOutcome::Done);
+        }
         let key = self.vault.data_key(tenant).await.map_err(transient)?;
         let text = key
             .decrypt_string(tenant, columns::MESSAGE_BODY, &message.body)

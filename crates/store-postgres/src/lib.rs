@@ -143,7 +143,7 @@ impl PgStore {
             Some(ConsentKeyword::Help) | None => None,
         };
         let row = match sqlx::query(
-            "SELECT outcome, message_id, conversation_id, end_user_id, new_end_user, opted_out, turn_job \
+            "SELECT outcome, message_id, conversation_id, end_user_id, new_end_user, opted_out, turn_job, run_inline \
              FROM concierge_record_inbound($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(tenant.into_uuid())
@@ -187,6 +187,10 @@ impl PgStore {
                     new_end_user: row.try_get("new_end_user").map_err(db_err)?,
                     opted_out: row.try_get("opted_out").map_err(db_err)?,
                     turn_job: get("turn_job")?.map(JobId::from_uuid),
+                    inline: row
+                        .try_get::<Option<bool>, _>("run_inline")
+                        .map_err(db_err)?
+                        .unwrap_or(false),
                 })))
             }
             _ => Err(StoreError::NotFound),
@@ -536,6 +540,52 @@ impl Store for PgStore {
             self.wake.notify_waiters();
         }
         Ok(id)
+    }
+
+    async fn acquire_turn(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let now = now_ms();
+        let mut tx = self.tenant_tx(tenant).await?;
+        let done = sqlx::query(
+            "UPDATE conversations SET turn_holder = $1, turn_until = $2 \
+             WHERE tenant_id = $3 AND id = $4 AND (turn_until IS NULL OR turn_until < $5)",
+        )
+        .bind(holder)
+        .bind(now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)))
+        .bind(tenant.into_uuid())
+        .bind(conversation.into_uuid())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_turn(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        holder: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "UPDATE conversations SET turn_holder = NULL, turn_until = NULL \
+             WHERE tenant_id = $1 AND id = $2 AND turn_holder = $3",
+        )
+        .bind(tenant.into_uuid())
+        .bind(conversation.into_uuid())
+        .bind(holder)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
     }
 
     async fn outbound_sms(

@@ -492,13 +492,36 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
         }
 
+        let mut inline = false;
         let turn_job = if domain::consent::needs_turn(inbound.keyword, opted_out) {
             let job = JobId::new();
             let plan = &inbound.turn;
             let lease_ms = i64::try_from(plan.lease.as_millis()).unwrap_or(i64::MAX);
-            let (status, locked_until) = match &plan.inline_holder {
-                Some(_) => ("running", Some(now.saturating_add(lease_ms))),
-                None => ("queued", None),
+            // One turn per conversation: the inline turn runs only if it takes the
+            // conversation's free turn; otherwise the worker waits for it.
+            if let Some(holder) = &plan.inline_holder {
+                inline = sqlx::query(
+                    "UPDATE conversations SET turn_holder = ?, turn_until = ? \
+                     WHERE id = ? AND (turn_until IS NULL OR turn_until < ?)",
+                )
+                .bind(holder)
+                .bind(now.saturating_add(lease_ms))
+                .bind(conversation_id.into_uuid())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected()
+                    == 1;
+            }
+            let (status, locked_until, holder) = if inline {
+                (
+                    "running",
+                    Some(now.saturating_add(lease_ms)),
+                    plan.inline_holder.as_deref(),
+                )
+            } else {
+                ("queued", None, None)
             };
             sqlx::query(
                 "INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, locked_by, locked_until, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -511,7 +534,7 @@ impl Store for SqliteStore {
             .bind(status)
             .bind(now)
             .bind(i64::from(plan.max_attempts))
-            .bind(plan.inline_holder.as_deref())
+            .bind(holder)
             .bind(locked_until)
             .bind(now)
             .bind(now)
@@ -524,7 +547,7 @@ impl Store for SqliteStore {
         };
 
         tx.commit().await.map_err(db_err)?;
-        if turn_job.is_some() && inbound.turn.inline_holder.is_none() {
+        if turn_job.is_some() && !inline {
             self.wake.notify_waiters();
         }
         Ok(InboundOutcome::Recorded(RecordedInbound {
@@ -534,6 +557,7 @@ impl Store for SqliteStore {
             new_end_user,
             opted_out,
             turn_job,
+            inline,
         }))
     }
 
@@ -560,11 +584,71 @@ impl Store for SqliteStore {
             now,
         )
         .await?;
+        // The turn's reply gives the conversation's turn back: an inline turn holds it under
+        // its lease holder, a worker's under "<lease holder>:<job id>".
+        if let Some((job, lease)) = &reply.turn_job {
+            sqlx::query(
+                "UPDATE conversations SET turn_holder = NULL, turn_until = NULL \
+                 WHERE id = ? AND turn_holder IN (?, ?)",
+            )
+            .bind(reply.conversation_id.into_uuid())
+            .bind(&lease.holder)
+            .bind(format!("{}:{}", lease.holder, job))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
         tx.commit().await.map_err(db_err)?;
         if matches!(reply.delivery, Delivery::Outbox { .. }) {
             self.wake.notify_waiters();
         }
         Ok(id)
+    }
+
+    async fn acquire_turn(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let now = now_ms();
+        let (_writer, mut tx) = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE conversations SET turn_holder = ?, turn_until = ? \
+             WHERE tenant_id = ? AND id = ? AND (turn_until IS NULL OR turn_until < ?)",
+        )
+        .bind(holder)
+        .bind(now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)))
+        .bind(tenant.into_uuid())
+        .bind(conversation.into_uuid())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_turn(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        holder: &str,
+    ) -> StoreResult<()> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        sqlx::query(
+            "UPDATE conversations SET turn_holder = NULL, turn_until = NULL \
+             WHERE tenant_id = ? AND id = ? AND turn_holder = ?",
+        )
+        .bind(tenant.into_uuid())
+        .bind(conversation.into_uuid())
+        .bind(holder)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
     }
 
     async fn outbound_sms(

@@ -105,9 +105,30 @@ pub trait Store: Send + Sync + 'static {
         inbound: InboundMessage,
     ) -> StoreResult<InboundOutcome>;
 
-    /// Records the reply of a turn, completes the turn job if one is given, and for
-    /// outbox delivery enqueues the send job, all in one transaction.
+    /// Records the reply of a turn, completes the turn job if one is given (and gives back
+    /// the conversation's turn if that turn holds it, under its lease holder or under
+    /// `"<lease holder>:<job id>"`), and for outbox delivery enqueues the send job, all in
+    /// one transaction.
     async fn record_reply(&self, tenant: TenantId, reply: ReplyMessage) -> StoreResult<MessageId>;
+
+    /// Takes the conversation's turn for `holder` until `ttl` from now, if no one holds it
+    /// (or the holder's time ran out). One turn per conversation at a time: false when
+    /// another holder has it, even the same holder name for another job.
+    async fn acquire_turn(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> StoreResult<bool>;
+
+    /// Gives the conversation's turn back if `holder` holds it.
+    async fn release_turn(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        holder: &str,
+    ) -> StoreResult<()>;
 
     /// Everything the sender needs for one queued outbound SMS.
     async fn outbound_sms(

@@ -136,6 +136,10 @@ pub struct RecordedInbound {
     /// The opt-out state after applying the message's keyword.
     pub opted_out: bool,
     pub turn_job: Option<JobId>,
+    /// The turn job is leased to the plan's inline holder, which also holds the
+    /// conversation's turn: run it inline. False when another turn of the conversation is
+    /// running: the job is queued for the worker, which waits for the turn.
+    pub inline: bool,
 }
 
 #[derive(Clone, Debug)]

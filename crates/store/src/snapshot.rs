@@ -354,8 +354,13 @@ pub static NOT_BACKED_UP: &[&str] = &[
 ];
 
 /// Columns that are deliberately not in a snapshot: SQLite's `kb_entries.rowid` only links
-/// the full-text index, which is rebuilt from the rows.
-pub static COLUMNS_NOT_BACKED_UP: &[(&str, &str)] = &[("kb_entries", "rowid")];
+/// the full-text index, which is rebuilt from the rows; a conversation's turn lock belongs
+/// to the processes running now (a restored conversation starts free).
+pub static COLUMNS_NOT_BACKED_UP: &[(&str, &str)] = &[
+    ("kb_entries", "rowid"),
+    ("conversations", "turn_holder"),
+    ("conversations", "turn_until"),
+];
 
 /// The table named `name`.
 #[must_use]

@@ -45,6 +45,16 @@ struct Harness {
 }
 
 async fn harness(db: &testkit::TestDb, failures: usize, send_max_attempts: u32) -> Harness {
+    harness_with(db, failures, send_max_attempts, &[]).await
+}
+
+/// As [`harness`], with more messages from the same sender before the worker starts.
+async fn harness_with(
+    db: &testkit::TestDb,
+    failures: usize,
+    send_max_attempts: u32,
+    more: &[&str],
+) -> Harness {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let stores = db.stores();
     let tenant = stores
@@ -75,6 +85,13 @@ async fn harness(db: &testkit::TestDb, failures: usize, send_max_attempts: u32) 
         .unwrap();
     assert_eq!(reply.outcome, InboundKind::Deferred);
     assert_eq!(reply.text, None);
+    for (i, body) in more.iter().enumerate() {
+        let reply = messaging
+            .receive_sms(&tenant, &from, &to, &format!("SMmore{i}"), body)
+            .await
+            .unwrap();
+        assert_eq!(reply.outcome, InboundKind::Deferred);
+    }
 
     let twilio = FakeTwilio::start("ACtest", "secret").await;
     twilio.fail_next(failures, 500, None);
@@ -543,5 +560,39 @@ async fn sqlite_staff_are_texted_on_hand_off() {
 async fn postgres_staff_are_texted_on_hand_off() {
     let db = testkit::TestDb::postgres().await;
     staff_are_texted_on_hand_off(&db).await;
+    db.cleanup().await;
+}
+
+/// Messages that arrive before the worker answers are coalesced: one turn answers the
+/// newest with the others in its history, and one SMS goes out.
+async fn queued_messages_are_coalesced_into_one_turn(db: &testkit::TestDb) {
+    let h = harness_with(db, 0, 5, &["second", "third"]).await;
+    let sent = h.twilio.wait_for_sent(1, Duration::from_secs(15)).await;
+    assert_eq!(sent[0].body, "you said: third");
+    // The two older turns were skipped, not answered late.
+    let mut stats = h.stores.queue.stats().await.unwrap();
+    for _ in 0..100 {
+        if (stats.queued, stats.running) == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stats = h.stores.queue.stats().await.unwrap();
+    }
+    assert_eq!((stats.queued, stats.running, stats.dead), (0, 0, 0));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.twilio.sent().len(), 1, "one answer for three messages");
+    h.stop.send(true).unwrap();
+    h.worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_queued_messages_are_coalesced_into_one_turn() {
+    queued_messages_are_coalesced_into_one_turn(&testkit::TestDb::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_queued_messages_are_coalesced_into_one_turn() {
+    let db = testkit::TestDb::postgres().await;
+    queued_messages_are_coalesced_into_one_turn(&db).await;
     db.cleanup().await;
 }

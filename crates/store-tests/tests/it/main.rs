@@ -11,6 +11,7 @@ mod rls;
 mod snapshot;
 mod tenants;
 mod tls;
+mod turns;
 
 use std::time::Duration;
 

@@ -1,0 +1,167 @@
+-- One turn per conversation at a time. A conversation's turn is held by one holder until a
+-- time (milliseconds): an inline turn takes it when its message is recorded (if it is free:
+-- no holder, or an expired one), a worker takes it before running a turn, and a reply gives
+-- it back. A message whose turn could not be taken inline is queued for the worker, which
+-- waits for the turn and answers the newest message with the earlier ones in its history.
+ALTER TABLE conversations ADD COLUMN turn_holder TEXT, ADD COLUMN turn_until BIGINT;
+
+-- The inbound function now returns whether the turn may run inline (its return type
+-- changes, so it is dropped and created again).
+DROP FUNCTION concierge_record_inbound(UUID, BIGINT, TEXT, BYTEA, TEXT, TEXT, BYTEA, BYTEA, UUID,
+    TEXT, BOOLEAN, BOOLEAN, UUID[], TEXT, INTEGER, TEXT, BIGINT);
+
+CREATE FUNCTION concierge_record_inbound(
+    p_tenant UUID, p_now BIGINT, p_channel TEXT, p_body BYTEA, p_provider_sid TEXT,
+    p_tenant_number TEXT, p_phone_index BYTEA, p_phone_cipher BYTEA, p_conversation UUID,
+    p_keyword TEXT, p_set_opted_out BOOLEAN, p_wants_turn BOOLEAN, p_ids UUID[],
+    p_job_kind TEXT, p_max_attempts INTEGER, p_inline_holder TEXT, p_lease_ms BIGINT)
+RETURNS TABLE (outcome TEXT, message_id UUID, conversation_id UUID, end_user_id UUID,
+               new_end_user BOOLEAN, opted_out BOOLEAN, turn_job UUID, run_inline BOOLEAN)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_user UUID;
+    v_conv UUID;
+    v_seen BIGINT;
+    v_new BOOLEAN := false;
+    v_before BOOLEAN := false;
+    v_after BOOLEAN;
+    v_job UUID;
+    v_want_inline BOOLEAN;
+    v_inline BOOLEAN := false;
+BEGIN
+    PERFORM set_config('app.tenant_id', p_tenant::text, true);
+
+    IF p_phone_index IS NOT NULL THEN
+        SELECT u.id, u.opted_out, u.last_seen_at, c.id INTO v_user, v_before, v_seen, v_conv
+          FROM end_users u LEFT JOIN conversations c ON c.end_user_id = u.id
+         WHERE u.tenant_id = p_tenant AND u.phone_index = p_phone_index;
+        IF NOT FOUND THEN
+            -- First contact. ON CONFLICT covers two first messages racing each other.
+            INSERT INTO end_users AS u (id, tenant_id, phone_index, phone_cipher, created_at, last_seen_at)
+            VALUES (p_ids[1], p_tenant, p_phone_index, p_phone_cipher, p_now, p_now)
+            ON CONFLICT (tenant_id, phone_index) WHERE phone_index IS NOT NULL
+            DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
+            RETURNING u.id, u.opted_out, (u.xmax = 0) INTO v_user, v_before, v_new;
+            SELECT c.id INTO v_conv FROM conversations c WHERE c.end_user_id = v_user;
+        ELSIF v_seen < p_now - 3600000 THEN
+            UPDATE end_users SET last_seen_at = p_now WHERE id = v_user;
+        END IF;
+    ELSIF p_conversation IS NOT NULL THEN
+        SELECT u.id, u.opted_out INTO v_user, v_before
+          FROM conversations c JOIN end_users u ON u.id = c.end_user_id
+         WHERE c.tenant_id = p_tenant AND c.id = p_conversation;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT 'not_found'::text, NULL::uuid, NULL::uuid, NULL::uuid, false, false, NULL::uuid, false;
+            RETURN;
+        END IF;
+        v_conv := p_conversation;
+    ELSE
+        INSERT INTO end_users (id, tenant_id, created_at, last_seen_at)
+        VALUES (p_ids[1], p_tenant, p_now, p_now);
+        v_user := p_ids[1];
+        v_new := true;
+    END IF;
+
+    IF v_conv IS NULL THEN
+        INSERT INTO conversations AS c (id, tenant_id, end_user_id, tenant_number, created_at, last_message_at)
+        VALUES (p_ids[2], p_tenant, v_user, p_tenant_number, p_now, p_now)
+        ON CONFLICT (end_user_id) DO UPDATE SET last_message_at = EXCLUDED.last_message_at
+        RETURNING c.id INTO v_conv;
+    END IF;
+
+    INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, body_cipher,
+                          status, status_rank, provider_sid, created_at, updated_at)
+    VALUES (p_ids[3], p_tenant, v_conv, 'inbound', p_channel, p_body, 'received', 0,
+            p_provider_sid, p_now, p_now)
+    ON CONFLICT (tenant_id, provider_sid) WHERE provider_sid IS NOT NULL DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'provider message id already claimed' USING ERRCODE = 'CCDUP';
+    END IF;
+
+    v_after := COALESCE(p_set_opted_out, v_before);
+    IF p_keyword IS NOT NULL THEN
+        INSERT INTO consent_events (id, tenant_id, end_user_id, keyword, message_id, created_at)
+        VALUES (p_ids[5], p_tenant, v_user, p_keyword, p_ids[3], p_now);
+        IF v_after IS DISTINCT FROM v_before THEN
+            UPDATE end_users SET opted_out = v_after WHERE id = v_user;
+        END IF;
+    END IF;
+
+    -- The row lock of this update serialises messages of one conversation: exactly one of
+    -- two concurrent messages takes a free turn; the other's turn waits for the worker.
+    v_want_inline := p_wants_turn AND NOT v_after AND p_inline_holder IS NOT NULL;
+    UPDATE conversations c
+       SET message_count = c.message_count + 1, last_message_at = p_now,
+           tenant_number = COALESCE(p_tenant_number, c.tenant_number),
+           turn_holder = CASE WHEN v_want_inline AND (c.turn_until IS NULL OR c.turn_until < p_now)
+                              THEN p_inline_holder ELSE c.turn_holder END,
+           turn_until = CASE WHEN v_want_inline AND (c.turn_until IS NULL OR c.turn_until < p_now)
+                             THEN p_now + p_lease_ms ELSE c.turn_until END
+     WHERE c.id = v_conv
+    RETURNING v_want_inline AND c.turn_holder = p_inline_holder AND c.turn_until = p_now + p_lease_ms
+      INTO v_inline;
+
+    -- Turn jobs carry no idempotency key: the message claim above already makes them unique.
+    IF p_wants_turn AND NOT v_after THEN
+        v_job := p_ids[4];
+        INSERT INTO jobs (id, tenant_id, kind, payload, status, run_at, max_attempts,
+                          locked_by, locked_until, created_at, updated_at)
+        VALUES (v_job, p_tenant, p_job_kind,
+                jsonb_build_object('conversation_id', v_conv, 'message_id', p_ids[3]),
+                CASE WHEN v_inline THEN 'running' ELSE 'queued' END, p_now,
+                p_max_attempts, CASE WHEN v_inline THEN p_inline_holder END,
+                CASE WHEN v_inline THEN p_now + p_lease_ms END,
+                p_now, p_now);
+    END IF;
+
+    RETURN QUERY SELECT 'recorded'::text, p_ids[3], v_conv, v_user, v_new, v_after, v_job, v_inline;
+END $$;
+
+CREATE OR REPLACE FUNCTION concierge_record_reply(
+    p_tenant UUID, p_now BIGINT, p_conversation UUID, p_in_reply_to UUID, p_message UUID,
+    p_channel TEXT, p_body BYTEA, p_status TEXT, p_status_rank SMALLINT,
+    p_turn_job UUID, p_holder TEXT, p_attempt INTEGER,
+    p_send_job UUID, p_send_kind TEXT, p_send_key TEXT, p_send_max_attempts INTEGER)
+RETURNS TEXT
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM set_config('app.tenant_id', p_tenant::text, true);
+
+    IF p_turn_job IS NOT NULL THEN
+        DELETE FROM jobs j
+         WHERE j.id = p_turn_job AND j.status = 'running' AND j.locked_by = p_holder
+           AND j.attempts = p_attempt;
+        IF NOT FOUND THEN
+            RETURN 'lease_lost';
+        END IF;
+    END IF;
+
+    -- A turn's reply gives the conversation's turn back when this turn holds it: an inline
+    -- turn holds it under its lease holder, a worker's under '<lease holder>:<job id>'.
+    UPDATE conversations c SET message_count = c.message_count + 1, last_message_at = p_now,
+           turn_holder = CASE WHEN p_turn_job IS NOT NULL
+                               AND c.turn_holder IN (p_holder, p_holder || ':' || p_turn_job::text)
+                              THEN NULL ELSE c.turn_holder END,
+           turn_until = CASE WHEN p_turn_job IS NOT NULL
+                              AND c.turn_holder IN (p_holder, p_holder || ':' || p_turn_job::text)
+                             THEN NULL ELSE c.turn_until END
+     WHERE c.tenant_id = p_tenant AND c.id = p_conversation;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'conversation not found' USING ERRCODE = 'CCNF0';
+    END IF;
+
+    INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, body_cipher,
+                          status, status_rank, in_reply_to, created_at, updated_at)
+    VALUES (p_message, p_tenant, p_conversation, 'outbound', p_channel, p_body, p_status,
+            p_status_rank, p_in_reply_to, p_now, p_now);
+
+    IF p_send_job IS NOT NULL THEN
+        INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at,
+                          max_attempts, created_at, updated_at)
+        VALUES (p_send_job, p_tenant, p_send_kind, jsonb_build_object('message_id', p_message),
+                p_send_key, 'queued', p_now, p_send_max_attempts, p_now, p_now);
+    END IF;
+    RETURN 'recorded';
+END $$;
