@@ -204,6 +204,7 @@ handoffs = []
             text: "What are your opening hours and prices?".into(),
             history: history.clone(),
             sealer: Arc::new(Plain),
+            state: None,
         });
     }
     let rss_before = rss_kib();

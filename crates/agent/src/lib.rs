@@ -50,6 +50,9 @@ pub struct TurnInput {
     pub history: Vec<PastMessage>,
     /// Encrypts what the turn stores about the end user, with the tenant's key.
     pub sealer: Arc<dyn Sealer>,
+    /// The conversation's agent state when the caller already read it (the message path
+    /// reads it with the inbound message); None: the engine reads it.
+    pub state: Option<store::ConversationState>,
 }
 
 /// What the turn produced.

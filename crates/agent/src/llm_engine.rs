@@ -715,6 +715,7 @@ impl TurnEngine for LlmEngine {
             input.sealer.as_ref(),
             input.tenant_id,
             input.conversation_id,
+            input.state.as_ref(),
         )
         .await?;
         let profile = self

@@ -395,6 +395,7 @@ impl TurnEngine for KnowledgeResponder {
             input.sealer.as_ref(),
             input.tenant_id,
             input.conversation_id,
+            input.state.as_ref(),
         )
         .await?;
         let now = self.now(&input, loaded.stored.profile.as_deref()).await;
@@ -486,6 +487,7 @@ mod tests {
             text: text.into(),
             history: Vec::new(),
             sealer: Arc::new(Plain),
+            state: None,
         };
         let out = engine
             .run(input("what are your opening hours"))

@@ -38,8 +38,12 @@ pub async fn load(
     sealer: &dyn Sealer,
     tenant: TenantId,
     conversation: ConversationId,
+    preloaded: Option<&ConversationState>,
 ) -> Result<Loaded, TurnError> {
-    let stored = store.conversation_state(tenant, conversation).await?;
+    let stored = match preloaded {
+        Some(state) => state.clone(),
+        None => store.conversation_state(tenant, conversation).await?,
+    };
     let memory = match &stored.data {
         None => Memory::default(),
         Some(bytes) => match sealer

@@ -256,6 +256,7 @@ impl Messaging {
             text: body.to_owned(),
             history,
             sealer: Arc::new(TenantSealer::new(tenant.id, key.clone())),
+            state: Some(recorded.state.clone()),
         };
         let lease = Lease { holder, attempt: 0 };
         let answer = self
@@ -341,6 +342,7 @@ impl Messaging {
             text: text.to_owned(),
             history,
             sealer: Arc::new(TenantSealer::new(tenant, key.clone())),
+            state: Some(recorded.state.clone()),
         };
         let answer = self
             .inline_turn(

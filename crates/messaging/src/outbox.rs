@@ -362,6 +362,7 @@ impl Outbox {
             text,
             history,
             sealer: Arc::new(crate::TenantSealer::new(tenant, key.clone())),
+            state: None,
         };
         let started = Instant::now();
         let result = tokio::time::timeout(self.config.turn_timeout, self.engine.run(input)).await;

@@ -5,8 +5,8 @@
 -- waits for the turn and answers the newest message with the earlier ones in its history.
 ALTER TABLE conversations ADD COLUMN turn_holder TEXT, ADD COLUMN turn_until BIGINT;
 
--- The inbound function now returns whether the turn may run inline (its return type
--- changes, so it is dropped and created again).
+-- The inbound function now returns whether the turn may run inline, and the conversation's
+-- agent state for that turn (its return type changes, so it is dropped and created again).
 DROP FUNCTION concierge_record_inbound(UUID, BIGINT, TEXT, BYTEA, TEXT, TEXT, BYTEA, BYTEA, UUID,
     TEXT, BOOLEAN, BOOLEAN, UUID[], TEXT, INTEGER, TEXT, BIGINT);
 
@@ -16,7 +16,8 @@ CREATE FUNCTION concierge_record_inbound(
     p_keyword TEXT, p_set_opted_out BOOLEAN, p_wants_turn BOOLEAN, p_ids UUID[],
     p_job_kind TEXT, p_max_attempts INTEGER, p_inline_holder TEXT, p_lease_ms BIGINT)
 RETURNS TABLE (outcome TEXT, message_id UUID, conversation_id UUID, end_user_id UUID,
-               new_end_user BOOLEAN, opted_out BOOLEAN, turn_job UUID, run_inline BOOLEAN)
+               new_end_user BOOLEAN, opted_out BOOLEAN, turn_job UUID, run_inline BOOLEAN,
+               state_profile TEXT, state_agent TEXT, state_data BYTEA, state_revision BIGINT)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -29,6 +30,7 @@ DECLARE
     v_job UUID;
     v_want_inline BOOLEAN;
     v_inline BOOLEAN := false;
+    v_state conversation_state%ROWTYPE;
 BEGIN
     PERFORM set_config('app.tenant_id', p_tenant::text, true);
 
@@ -52,7 +54,8 @@ BEGIN
           FROM conversations c JOIN end_users u ON u.id = c.end_user_id
          WHERE c.tenant_id = p_tenant AND c.id = p_conversation;
         IF NOT FOUND THEN
-            RETURN QUERY SELECT 'not_found'::text, NULL::uuid, NULL::uuid, NULL::uuid, false, false, NULL::uuid, false;
+            RETURN QUERY SELECT 'not_found'::text, NULL::uuid, NULL::uuid, NULL::uuid, false, false, NULL::uuid, false,
+                                NULL::text, NULL::text, NULL::bytea, NULL::bigint;
             RETURN;
         END IF;
         v_conv := p_conversation;
@@ -115,7 +118,14 @@ BEGIN
                 p_now, p_now);
     END IF;
 
-    RETURN QUERY SELECT 'recorded'::text, p_ids[3], v_conv, v_user, v_new, v_after, v_job, v_inline;
+    -- The turn that follows needs the conversation's agent state: read it here, in the
+    -- same round trip.
+    IF v_job IS NOT NULL THEN
+        SELECT * INTO v_state FROM conversation_state s WHERE s.conversation_id = v_conv;
+    END IF;
+
+    RETURN QUERY SELECT 'recorded'::text, p_ids[3], v_conv, v_user, v_new, v_after, v_job, v_inline,
+                        v_state.profile, v_state.agent, v_state.data, v_state.revision;
 END $$;
 
 CREATE OR REPLACE FUNCTION concierge_record_reply(

@@ -143,7 +143,8 @@ impl PgStore {
             Some(ConsentKeyword::Help) | None => None,
         };
         let row = match sqlx::query(
-            "SELECT outcome, message_id, conversation_id, end_user_id, new_end_user, opted_out, turn_job, run_inline \
+            "SELECT outcome, message_id, conversation_id, end_user_id, new_end_user, opted_out, turn_job, run_inline, \
+                    state_profile, state_agent, state_data, state_revision \
              FROM concierge_record_inbound($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(tenant.into_uuid())
@@ -191,6 +192,16 @@ impl PgStore {
                         .try_get::<Option<bool>, _>("run_inline")
                         .map_err(db_err)?
                         .unwrap_or(false),
+                    state: store::ConversationState {
+                        profile: row.try_get("state_profile").map_err(db_err)?,
+                        agent: row.try_get("state_agent").map_err(db_err)?,
+                        data: row.try_get("state_data").map_err(db_err)?,
+                        revision: row
+                            .try_get::<Option<i64>, _>("state_revision")
+                            .map_err(db_err)?
+                            .map_or(Ok(0), u64::try_from)
+                            .map_err(|_| StoreError::Corrupt("negative state revision".into()))?,
+                    },
                 })))
             }
             _ => Err(StoreError::NotFound),

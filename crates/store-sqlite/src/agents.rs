@@ -224,14 +224,33 @@ pub(crate) async fn conversation_state(
     .fetch_optional(&store.pool)
     .await
     .map_err(db_err)?;
-    let Some(row) = row else {
-        return Ok(ConversationState::default());
-    };
-    let revision: i64 = get(&row, "revision")?;
+    row.as_ref()
+        .map_or(Ok(ConversationState::default()), state_from_row)
+}
+
+/// The state of a conversation already known to be the tenant's, in `tx` (the inbound
+/// message's transaction).
+pub(crate) async fn read_state(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    conversation: ConversationId,
+) -> StoreResult<ConversationState> {
+    let row = sqlx::query(
+        "SELECT profile, agent, data, revision FROM conversation_state WHERE conversation_id = ?",
+    )
+    .bind(conversation.into_uuid())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    row.as_ref()
+        .map_or(Ok(ConversationState::default()), state_from_row)
+}
+
+fn state_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ConversationState> {
+    let revision: i64 = get(row, "revision")?;
     Ok(ConversationState {
-        profile: get(&row, "profile")?,
-        agent: get(&row, "agent")?,
-        data: get(&row, "data")?,
+        profile: get(row, "profile")?,
+        agent: get(row, "agent")?,
+        data: get(row, "data")?,
         revision: u64::try_from(revision)
             .map_err(|_| StoreError::Corrupt(format!("unexpected revision {revision}")))?,
     })

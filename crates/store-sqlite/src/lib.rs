@@ -546,6 +546,11 @@ impl Store for SqliteStore {
             None
         };
 
+        let state = if turn_job.is_some() {
+            agents::read_state(&mut tx, conversation_id).await?
+        } else {
+            store::ConversationState::default()
+        };
         tx.commit().await.map_err(db_err)?;
         if turn_job.is_some() && !inline {
             self.wake.notify_waiters();
@@ -558,6 +563,7 @@ impl Store for SqliteStore {
             opted_out,
             turn_job,
             inline,
+            state,
         }))
     }
 

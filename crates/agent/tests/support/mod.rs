@@ -113,6 +113,7 @@ pub async fn input(
         text: text.into(),
         history,
         sealer: Arc::new(TestSealer),
+        state: None,
     }
 }
 

@@ -215,7 +215,29 @@ async fn an_expired_hold_is_taken_over(stores: &Stores) {
     );
 }
 
+/// The inbound message comes back with the conversation's agent state, read in the same
+/// round trip, for the turn that follows.
+async fn the_state_comes_with_the_message(stores: &Stores) {
+    let t = tenant(stores, "Acme", "+15550000001").await;
+    let first = recorded(stores, t, sms(5, "SMs1", b"one")).await;
+    assert_eq!(first.state, store::ConversationState::default());
+    let saved = store::ConversationState {
+        profile: Some("assistant".into()),
+        agent: Some("assistant".into()),
+        data: Some(b"sealed".to_vec()),
+        revision: 0,
+    };
+    let revision = stores
+        .data
+        .save_conversation_state(t, first.conversation_id, &saved)
+        .await
+        .unwrap();
+    let second = recorded(stores, t, sms(5, "SMs2", b"two")).await;
+    assert_eq!(second.state, store::ConversationState { revision, ..saved });
+}
+
 conformance!(
+    the_state_comes_with_the_message,
     one_inline_turn_per_conversation,
     a_worker_reply_gives_the_turn_back,
     an_expired_hold_is_taken_over,
