@@ -118,9 +118,9 @@ BEGIN
                 p_now, p_now);
     END IF;
 
-    -- The turn that follows needs the conversation's agent state: read it here, in the
-    -- same round trip.
-    IF v_job IS NOT NULL THEN
+    -- The inline turn that follows needs the conversation's agent state: read it here, in
+    -- the same round trip.
+    IF v_inline THEN
         SELECT * INTO v_state FROM conversation_state s WHERE s.conversation_id = v_conv;
     END IF;
 

@@ -228,23 +228,6 @@ pub(crate) async fn conversation_state(
         .map_or(Ok(ConversationState::default()), state_from_row)
 }
 
-/// The state of a conversation already known to be the tenant's, in `tx` (the inbound
-/// message's transaction).
-pub(crate) async fn read_state(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    conversation: ConversationId,
-) -> StoreResult<ConversationState> {
-    let row = sqlx::query(
-        "SELECT profile, agent, data, revision FROM conversation_state WHERE conversation_id = ?",
-    )
-    .bind(conversation.into_uuid())
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db_err)?;
-    row.as_ref()
-        .map_or(Ok(ConversationState::default()), state_from_row)
-}
-
 fn state_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ConversationState> {
     let revision: i64 = get(row, "revision")?;
     Ok(ConversationState {
@@ -593,6 +576,7 @@ pub(crate) async fn deliver_reminder(
             channel,
             body: &body,
             delivery: &delivery,
+            turn_holders: None,
         },
         now,
     )

@@ -467,13 +467,29 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
 
-        sqlx::query(
-            "UPDATE conversations SET message_count = message_count + 1, last_message_at = ?, tenant_number = COALESCE(?, tenant_number) WHERE id = ?",
+        // One turn per conversation: an inline turn takes the conversation's turn in the
+        // same statement, if it is free; otherwise the worker waits for it.
+        let wants_turn = domain::consent::needs_turn(inbound.keyword, opted_out);
+        let lease_ms = i64::try_from(inbound.turn.lease.as_millis()).unwrap_or(i64::MAX);
+        let take = if wants_turn {
+            inbound.turn.inline_holder.as_deref()
+        } else {
+            None
+        };
+        let inline: bool = sqlx::query_scalar(
+            "UPDATE conversations SET message_count = message_count + 1, last_message_at = ?1, \
+             tenant_number = COALESCE(?2, tenant_number), \
+             turn_holder = CASE WHEN ?3 IS NOT NULL AND (turn_until IS NULL OR turn_until < ?1) THEN ?3 ELSE turn_holder END, \
+             turn_until = CASE WHEN ?3 IS NOT NULL AND (turn_until IS NULL OR turn_until < ?1) THEN ?4 ELSE turn_until END \
+             WHERE id = ?5 \
+             RETURNING ?3 IS NOT NULL AND turn_holder IS ?3 AND turn_until IS ?4",
         )
         .bind(now)
         .bind(inbound.tenant_number.as_ref().map(PhoneNumber::as_str))
+        .bind(take)
+        .bind(now.saturating_add(lease_ms))
         .bind(conversation_id.into_uuid())
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
 
@@ -492,28 +508,9 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
         }
 
-        let mut inline = false;
-        let turn_job = if domain::consent::needs_turn(inbound.keyword, opted_out) {
+        let turn_job = if wants_turn {
             let job = JobId::new();
             let plan = &inbound.turn;
-            let lease_ms = i64::try_from(plan.lease.as_millis()).unwrap_or(i64::MAX);
-            // One turn per conversation: the inline turn runs only if it takes the
-            // conversation's free turn; otherwise the worker waits for it.
-            if let Some(holder) = &plan.inline_holder {
-                inline = sqlx::query(
-                    "UPDATE conversations SET turn_holder = ?, turn_until = ? \
-                     WHERE id = ? AND (turn_until IS NULL OR turn_until < ?)",
-                )
-                .bind(holder)
-                .bind(now.saturating_add(lease_ms))
-                .bind(conversation_id.into_uuid())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .rows_affected()
-                    == 1;
-            }
             let (status, locked_until, holder) = if inline {
                 (
                     "running",
@@ -546,15 +543,17 @@ impl Store for SqliteStore {
             None
         };
 
-        let state = if turn_job.is_some() {
-            agents::read_state(&mut tx, conversation_id).await?
-        } else {
-            store::ConversationState::default()
-        };
         tx.commit().await.map_err(db_err)?;
+        drop(_writer);
         if turn_job.is_some() && !inline {
             self.wake.notify_waiters();
         }
+        // Read after the write, outside the writer's critical section.
+        let state = if inline {
+            agents::conversation_state(self, tenant, conversation_id).await?
+        } else {
+            store::ConversationState::default()
+        };
         Ok(InboundOutcome::Recorded(RecordedInbound {
             message_id,
             conversation_id,
@@ -586,24 +585,15 @@ impl Store for SqliteStore {
                 channel: reply.channel,
                 body: &reply.body,
                 delivery: &reply.delivery,
+                // The turn's reply gives the conversation's turn back.
+                turn_holders: reply
+                    .turn_job
+                    .as_ref()
+                    .map(|(job, lease)| (lease.holder.as_str(), format!("{}:{job}", lease.holder))),
             },
             now,
         )
         .await?;
-        // The turn's reply gives the conversation's turn back: an inline turn holds it under
-        // its lease holder, a worker's under "<lease holder>:<job id>".
-        if let Some((job, lease)) = &reply.turn_job {
-            sqlx::query(
-                "UPDATE conversations SET turn_holder = NULL, turn_until = NULL \
-                 WHERE id = ? AND turn_holder IN (?, ?)",
-            )
-            .bind(reply.conversation_id.into_uuid())
-            .bind(&lease.holder)
-            .bind(format!("{}:{}", lease.holder, job))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
         tx.commit().await.map_err(db_err)?;
         if matches!(reply.delivery, Delivery::Outbox { .. }) {
             self.wake.notify_waiters();
@@ -1271,6 +1261,9 @@ pub(crate) struct Outbound<'a> {
     pub channel: Channel,
     pub body: &'a [u8],
     pub delivery: &'a Delivery,
+    /// The turn's names for the conversation's turn, given back with the message: its lease
+    /// holder (inline) and "<lease holder>:<job id>" (worker).
+    pub turn_holders: Option<(&'a str, String)>,
 }
 
 /// Records an outbound message in the tenant's conversation, bumps the conversation's
@@ -1307,10 +1300,19 @@ pub(crate) async fn insert_outbound(
     if inserted.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }
+    let (inline_holder, worker_holder) = match &message.turn_holders {
+        Some((lease, job)) => (Some(*lease), Some(job.as_str())),
+        None => (None, None),
+    };
     sqlx::query(
-        "UPDATE conversations SET message_count = message_count + 1, last_message_at = ? WHERE id = ?",
+        "UPDATE conversations SET message_count = message_count + 1, last_message_at = ?1, \
+         turn_holder = CASE WHEN turn_holder IN (?2, ?3) THEN NULL ELSE turn_holder END, \
+         turn_until = CASE WHEN turn_holder IN (?2, ?3) THEN NULL ELSE turn_until END \
+         WHERE id = ?4",
     )
     .bind(now)
+    .bind(inline_holder)
+    .bind(worker_holder)
     .bind(message.conversation.into_uuid())
     .execute(&mut **tx)
     .await

@@ -140,8 +140,8 @@ pub struct RecordedInbound {
     /// conversation's turn: run it inline. False when another turn of the conversation is
     /// running: the job is queued for the worker, which waits for the turn.
     pub inline: bool,
-    /// The conversation's agent state as it was when the message was recorded (read in the
-    /// same round trip), for the inline turn; see [`crate::Store::conversation_state`].
+    /// For an inline turn, the conversation's agent state as it was when the message was
+    /// recorded (read with it); the default otherwise. See [`crate::Store::conversation_state`].
     pub state: ConversationState,
 }
 

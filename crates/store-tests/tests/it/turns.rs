@@ -215,8 +215,8 @@ async fn an_expired_hold_is_taken_over(stores: &Stores) {
     );
 }
 
-/// The inbound message comes back with the conversation's agent state, read in the same
-/// round trip, for the turn that follows.
+/// An inline turn's message comes back with the conversation's agent state, read with it,
+/// for the turn that follows.
 async fn the_state_comes_with_the_message(stores: &Stores) {
     let t = tenant(stores, "Acme", "+15550000001").await;
     let first = recorded(stores, t, sms(5, "SMs1", b"one")).await;
@@ -232,7 +232,13 @@ async fn the_state_comes_with_the_message(stores: &Stores) {
         .save_conversation_state(t, first.conversation_id, &saved)
         .await
         .unwrap();
-    let second = recorded(stores, t, sms(5, "SMs2", b"two")).await;
+    let second = recorded(
+        stores,
+        t,
+        inline(sms(5, "SMs2", b"two"), "inline:s", Duration::from_secs(30)),
+    )
+    .await;
+    assert!(second.inline);
     assert_eq!(second.state, store::ConversationState { revision, ..saved });
 }
 
