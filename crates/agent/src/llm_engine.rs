@@ -469,14 +469,7 @@ impl LlmEngine {
             Ok(response) => {
                 metrics::histogram!("concierge_model_seconds", "provider" => self.model.provider().to_owned())
                     .record(started.elapsed().as_secs_f64());
-                let spent = &mut turn.spent;
-                spent.calls += 1;
-                spent.input_tokens += response.usage.input_tokens;
-                spent.output_tokens += response.usage.output_tokens;
-                spent.cost_micros += self
-                    .config
-                    .prices
-                    .cost_micros(response.usage.input_tokens, response.usage.output_tokens);
+                self.charge(&mut turn.spent, &response.usage);
                 let text = response.text().trim().to_owned();
                 if text.is_empty() {
                     return;
@@ -494,6 +487,17 @@ impl LlmEngine {
                 metrics::counter!("concierge_summaries_total", "outcome" => "error").increment(1);
             }
         }
+    }
+
+    /// Adds one model call's usage, priced, to what the turn spent.
+    fn charge(&self, spent: &mut ModelUsage, usage: &llm::Usage) {
+        spent.calls += 1;
+        spent.input_tokens += usage.input_tokens;
+        spent.output_tokens += usage.output_tokens;
+        spent.cost_micros += self
+            .config
+            .prices
+            .cost_micros(usage.input_tokens, usage.output_tokens);
     }
 
     async fn facts(&self, input: &TurnInput) -> Result<Option<String>, TurnError> {
@@ -551,14 +555,7 @@ impl LlmEngine {
                 .record(started.elapsed().as_secs_f64());
             // A cached answer was billed when it was first made.
             if !response.usage.from_cache {
-                let spent = &mut turn.spent;
-                spent.calls += 1;
-                spent.input_tokens += response.usage.input_tokens;
-                spent.output_tokens += response.usage.output_tokens;
-                spent.cost_micros += self
-                    .config
-                    .prices
-                    .cost_micros(response.usage.input_tokens, response.usage.output_tokens);
+                self.charge(&mut turn.spent, &response.usage);
             }
             let calls: Vec<ToolCall> = response.tool_calls().into_iter().cloned().collect();
             if calls.is_empty() || request.tool_choice == ToolChoice::None {

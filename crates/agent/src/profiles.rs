@@ -118,6 +118,12 @@ impl Profiles {
     }
 }
 
+/// Whether the tenant can be served by profile `name`: a built-in, or one it stored.
+pub async fn exists(store: &dyn Store, tenant: TenantId, name: &str) -> Result<bool, StoreError> {
+    Ok(Profile::builtin_source(name).is_some()
+        || store.get_profile(tenant, name, None).await?.is_some())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

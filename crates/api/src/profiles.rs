@@ -354,14 +354,7 @@ pub async fn set_default(
         }));
     };
     check_name(&name)?;
-    let known = Profile::builtin_source(&name).is_some()
-        || inner
-            .stores
-            .data
-            .get_profile(tenant, &name, None)
-            .await?
-            .is_some();
-    if !known {
+    if !agent::profiles::exists(inner.stores.data.as_ref(), tenant, &name).await? {
         return Err(ApiError::bad_request(
             "unknown_profile",
             format!(

@@ -40,14 +40,8 @@ pub async fn run(
     };
     let vault = Arc::new(Vault::new(app::master_key(settings)?, stores.data.clone()));
     if let Some(name) = &profile {
-        let known = agent::Profile::builtin(name).is_some()
-            || stores
-                .data
-                .get_profile(tenant.id, name, None)
-                .await?
-                .is_some();
         anyhow::ensure!(
-            known,
+            agent::profiles::exists(stores.data.as_ref(), tenant.id, name).await?,
             "no profile {name:?} for this tenant; built-in profiles: {}; see `concierge profile list`",
             agent::profile::BUILTIN.join(", ")
         );

@@ -252,10 +252,8 @@ pub async fn run(
                 );
                 return Ok(ExitCode::SUCCESS);
             };
-            let known = Profile::builtin(&name).is_some()
-                || data.get_profile(tenant, &name, None).await?.is_some();
             anyhow::ensure!(
-                known,
+                agent::profiles::exists(data.as_ref(), tenant, &name).await?,
                 "no profile {name:?}: store it first with `concierge profile set`, or use a built-in ({})",
                 agent::profile::BUILTIN.join(", ")
             );

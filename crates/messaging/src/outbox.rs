@@ -47,12 +47,17 @@ pub struct Outbox {
     profiles: Option<Arc<agent::Profiles>>,
 }
 
-fn message_id(job: &ClaimedJob) -> Result<MessageId, JobOutcome> {
+/// The id under `key` in a job's payload; a job without it can never run.
+fn payload_id<T: std::str::FromStr>(job: &ClaimedJob, key: &str) -> Result<T, JobOutcome> {
     job.payload
-        .get("message_id")
+        .get(key)
         .and_then(|v| v.as_str())
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| JobOutcome::Fatal("payload has no message_id".into()))
+        .ok_or_else(|| JobOutcome::Fatal(format!("payload has no {key}")))
+}
+
+fn message_id(job: &ClaimedJob) -> Result<MessageId, JobOutcome> {
+    payload_id(job, "message_id")
 }
 
 /// How many of a conversation's newest messages are read to find a newer inbound one.
@@ -111,12 +116,7 @@ impl Outbox {
         let tenant = job
             .tenant_id
             .ok_or_else(|| JobOutcome::Fatal("reminder job without tenant".into()))?;
-        let id: ReminderId = job
-            .payload
-            .get("reminder_id")
-            .and_then(|v| v.as_str())
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| JobOutcome::Fatal("payload has no reminder_id".into()))?;
+        let id: ReminderId = payload_id(job, "reminder_id")?;
         let Some(reminder) = self
             .stores
             .data
@@ -172,12 +172,7 @@ impl Outbox {
         let tenant = job
             .tenant_id
             .ok_or_else(|| JobOutcome::Fatal("notify job without tenant".into()))?;
-        let conversation: domain::ConversationId = job
-            .payload
-            .get("conversation_id")
-            .and_then(|v| v.as_str())
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| JobOutcome::Fatal("payload has no conversation_id".into()))?;
+        let conversation: domain::ConversationId = payload_id(job, "conversation_id")?;
         let data = &self.stores.data;
         let (Some(t), Some(c)) = (
             data.get_tenant(tenant).await.map_err(transient)?,

@@ -120,7 +120,11 @@ pub trait TypedTool: Send + Sync + 'static {
     async fn run(&self, ctx: &ToolContext<'_>, args: Self::Args) -> ToolOutput;
 }
 
-struct Typed<T>(T);
+/// A typed tool and its spec, derived once (schema generation is not for every turn).
+struct Typed<T> {
+    tool: T,
+    spec: ToolSpec,
+}
 
 /// The JSON Schema of `T` as providers want tool parameters: one inline object, no
 /// `$schema` or title.
@@ -150,11 +154,7 @@ impl<T: TypedTool> Tool for Typed<T> {
     }
 
     fn spec(&self) -> ToolSpec {
-        ToolSpec {
-            name: T::NAME.into(),
-            description: T::DESCRIPTION.into(),
-            parameters: parameters_schema::<T::Args>(),
-        }
+        self.spec.clone()
     }
 
     async fn call(&self, ctx: &ToolContext<'_>, arguments: &serde_json::Value) -> ToolOutput {
@@ -165,7 +165,7 @@ impl<T: TypedTool> Tool for Typed<T> {
             arguments.clone()
         };
         match serde_json::from_value::<T::Args>(arguments) {
-            Ok(args) => self.0.run(ctx, args).await,
+            Ok(args) => self.tool.run(ctx, args).await,
             Err(e) => ToolOutput::error(format!(
                 "Invalid arguments for {}: {e}. Call it again with arguments matching its schema.",
                 T::NAME
@@ -176,7 +176,12 @@ impl<T: TypedTool> Tool for Typed<T> {
 
 /// Wraps a typed tool for the registry.
 pub fn typed<T: TypedTool>(tool: T) -> Arc<dyn Tool> {
-    Arc::new(Typed(tool))
+    let spec = ToolSpec {
+        name: T::NAME.into(),
+        description: T::DESCRIPTION.into(),
+        parameters: parameters_schema::<T::Args>(),
+    };
+    Arc::new(Typed { tool, spec })
 }
 
 /// The tools available in this installation, by name.
