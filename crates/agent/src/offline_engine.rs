@@ -146,9 +146,7 @@ impl KnowledgeResponder {
         };
         Ok(match action {
             // Nothing understood: the operator's fallback message, not the built-in one.
-            Action::Reply(text) if text == dialogue::fallback(lang) => {
-                out(self.fallback.clone(), "fallback", Vec::new())
-            }
+            Action::NotUnderstood(_) => out(self.fallback.clone(), "fallback", Vec::new()),
             Action::Reply(text) => {
                 let label = if idle_before && dialogue.is_idle() {
                     "small_talk"

@@ -136,6 +136,9 @@ impl From<PartOfDay> for Part {
 pub enum Action {
     /// Answer with this text, nothing else to do.
     Reply(String),
+    /// Nothing in the message was understood: the engine answers with its operator's
+    /// fallback message, or with this built-in one.
+    NotUnderstood(String),
     /// Schedule a reminder, then answer with `confirm` (already phrased in the user's
     /// language, with the date and time written out).
     CreateReminder {
@@ -1293,7 +1296,7 @@ fn dispatch(state: &mut DialogueState, msg: &Msg<'_>, now: &Zoned) -> Action {
         Intent::Unknown => {
             let c = &msg.cues;
             if c.words == 0 || u.slots.when.is_some() {
-                Action::Reply(fallback(lang).to_owned())
+                Action::NotUnderstood(fallback(lang).to_owned())
             } else if c.yes || c.no || c.abort {
                 // Nothing is pending here: an answer to a question was taken before.
                 Action::Reply(
@@ -1854,7 +1857,11 @@ mod tests {
             assert_eq!(z.time_zone(), now.time_zone(), "zone, {ctx}");
         };
         if let Some(text) = want.strip_prefix("< ") {
-            assert_eq!(got, &Action::Reply(text.to_owned()), "{ctx}");
+            let said = match got {
+                Action::NotUnderstood(t) => Action::Reply(t.clone()),
+                other => other.clone(),
+            };
+            assert_eq!(said, Action::Reply(text.to_owned()), "{ctx}");
             return;
         }
         let want = want.strip_prefix("= ").unwrap();
@@ -2311,7 +2318,7 @@ mod tests {
                 assert_eq!(at.time_zone(), now.time_zone());
                 assert!(!service.is_empty() && !name.is_empty());
             }
-            Action::Reply(text) | Action::Handoff { reply: text } => {
+            Action::Reply(text) | Action::NotUnderstood(text) | Action::Handoff { reply: text } => {
                 assert!(!text.is_empty(), "{action:?}");
             }
             _ => {}
