@@ -155,8 +155,17 @@ handoffs = []
         .set_default_profile(tenant, Some("bench"))
         .await
         .unwrap();
+    let models = agent::Models::new(
+        Some(agent::ModelChoice::installation(
+            timed.clone(),
+            agent::PriceTable::default(),
+            None,
+        )),
+        stores.data.clone(),
+        agent::TenantModelsConfig::default(),
+    );
     let engine = Arc::new(LlmEngine::new(
-        timed.clone(),
+        Arc::new(models),
         stores.data.clone(),
         Registry::builtin(
             stores.data.clone(),
@@ -183,6 +192,7 @@ handoffs = []
             text: format!(
                 "Earlier message number {i} of this conversation, a sentence or two long."
             ),
+            from_staff: false,
         })
         .collect();
     let mut inputs = Vec::with_capacity(concurrency);

@@ -5,6 +5,7 @@
 //! falls back to the offline engine when every provider fails.
 
 mod llm_engine;
+pub mod models;
 pub mod offline;
 mod offline_engine;
 pub mod profile;
@@ -19,7 +20,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::{Channel, ConversationId, Direction, EndUserId, MessageId, TenantId};
 
-pub use llm_engine::{Budget, LlmEngine, LlmEngineConfig, Prices};
+pub use llm::{PriceTable, Prices};
+pub use llm_engine::{Budget, LlmEngine, LlmEngineConfig};
+pub use models::{ModelChoice, Models, TenantModelsConfig};
 pub use offline_engine::KnowledgeResponder;
 pub use profile::{AgentSpec, Profile, ProfileError};
 pub use profiles::Profiles;
@@ -34,6 +37,8 @@ pub struct PastMessage {
     pub id: MessageId,
     pub direction: Direction,
     pub text: String,
+    /// Written by a member of staff (while a person had the conversation), not an agent.
+    pub from_staff: bool,
 }
 
 /// One inbound message to answer.
@@ -87,9 +92,13 @@ pub trait TurnEngine: Send + Sync + 'static {
 
     /// How many earlier messages the engine wants in [`TurnInput::history`]; loading them
     /// costs a query and decryption, so engines that do not read them say 0.
-    fn history_window(&self) -> u32 {
+    fn history_window(&self, _tenant: TenantId) -> u32 {
         0
     }
+
+    /// The tenant's settings (profiles, model providers) changed in this process: forget
+    /// what is kept of them, so the next turn reads them again.
+    fn settings_changed(&self, _tenant: domain::TenantId) {}
 }
 
 /// SMS-friendly cap on a reply: 10 segments of GSM-7 text.

@@ -17,6 +17,7 @@ use llm::{ChatModel, ChatRequest, LlmError, Message, Part, Role, ToolCall, ToolC
 use serde_json::json;
 use store::{ModelUsage, NewTurnStep, Store};
 
+use crate::models::{ModelChoice, Models};
 use crate::profile::{AgentSpec, Profile};
 use crate::profiles::Profiles;
 use crate::redact::Redactions;
@@ -48,41 +49,10 @@ pub struct LlmEngineConfig {
     /// Mask e-mail addresses, phone numbers and card numbers before they reach the model,
     /// and restore them in its reply.
     pub redact_pii: bool,
-    /// What the model costs, for accounting and budgets.
-    pub prices: Prices,
     /// Daily spending limits; over one, the turn is answered with `budget.message`.
     pub budget: Budget,
     /// The time zone of dates when the profile names none.
     pub time_zone: jiff::tz::TimeZone,
-}
-
-/// US dollars per million tokens.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Prices {
-    pub input_per_mtok: f64,
-    pub output_per_mtok: f64,
-}
-
-impl Prices {
-    /// The cost of `usage` in US dollars times 1,000,000 (dollars per million tokens is
-    /// micro-dollars per token).
-    #[must_use]
-    pub fn cost_micros(&self, input_tokens: u64, output_tokens: u64) -> u64 {
-        #[allow(
-            clippy::cast_precision_loss,
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss
-        )]
-        let micros = (input_tokens as f64 * self.input_per_mtok
-            + output_tokens as f64 * self.output_per_mtok)
-            .round()
-            .max(0.0) as u64;
-        micros
-    }
-
-    fn is_set(&self) -> bool {
-        self.input_per_mtok > 0.0 || self.output_per_mtok > 0.0
-    }
 }
 
 /// Daily model budgets in US dollars (0 means none), per tenant and per end user, in UTC days.
@@ -129,7 +99,6 @@ impl Default for LlmEngineConfig {
             tool_timeout: Duration::from_secs(5),
             max_tokens: 400,
             redact_pii: false,
-            prices: Prices::default(),
             budget: Budget::default(),
             time_zone: jiff::tz::TimeZone::UTC,
         }
@@ -137,9 +106,8 @@ impl Default for LlmEngineConfig {
 }
 
 pub struct LlmEngine {
-    model: Arc<dyn ChatModel>,
-    /// Answers to identical requests, kept apart per tenant.
-    cache: Option<Arc<llm::ResponseCache>>,
+    /// The model of each tenant (its own, or the installation's), with prices and cache.
+    models: Arc<Models>,
     store: Arc<dyn Store>,
     registry: Registry,
     profiles: Arc<Profiles>,
@@ -164,12 +132,13 @@ struct Turn<'a> {
     /// Steps a previous run of this turn recorded, by seq (loaded at the first tool call).
     prior: Option<HashMap<u32, RecordedStep>>,
     memory: Memory,
+    model: Arc<ModelChoice>,
 }
 
 impl LlmEngine {
     #[must_use]
     pub fn new(
-        model: Arc<dyn ChatModel>,
+        models: Arc<Models>,
         store: Arc<dyn Store>,
         registry: Registry,
         profiles: Arc<Profiles>,
@@ -177,22 +146,13 @@ impl LlmEngine {
         config: LlmEngineConfig,
     ) -> Self {
         Self {
-            model,
-            cache: None,
+            models,
             store,
             registry,
             profiles,
             offline,
             config,
         }
-    }
-
-    /// Serves identical requests (same tenant, instructions, history, tools and settings)
-    /// from `cache` for its time to live, for agents whose profile allows it.
-    #[must_use]
-    pub fn with_cache(mut self, cache: Arc<llm::ResponseCache>) -> Self {
-        self.cache = Some(cache);
-        self
     }
 
     /// The tools offered to `agent`: its allowed tools that are available, then one
@@ -275,6 +235,11 @@ impl LlmEngine {
             let text = mask_mut(pii, &m.text);
             messages.push(match m.direction {
                 Direction::Inbound => Message::user(text),
+                // Staff wrote it while a person had the conversation: the agent reads it
+                // as its side's words, marked so it knows a colleague said them.
+                Direction::Outbound if m.from_staff => {
+                    Message::assistant(format!("[a member of staff wrote] {text}"))
+                }
                 Direction::Outbound => Message::assistant(text),
             });
         }
@@ -443,6 +408,7 @@ impl LlmEngine {
         {
             let who = match m.direction {
                 Direction::Inbound => "Customer",
+                Direction::Outbound if m.from_staff => "Staff",
                 Direction::Outbound => "Us",
             };
             transcript.push_str(&format!("{who}: {}\n", mask_mut(pii, &m.text)));
@@ -465,11 +431,12 @@ impl LlmEngine {
         request.max_tokens = 300;
         request.tool_choice = ToolChoice::None;
         let started = Instant::now();
-        match self.model.complete(&request).await {
+        let model = turn.model.clone();
+        match model.chat.complete(&request).await {
             Ok(response) => {
-                metrics::histogram!("concierge_model_seconds", "provider" => self.model.provider().to_owned())
+                metrics::histogram!("concierge_model_seconds", "provider" => model.chat.provider().to_owned())
                     .record(started.elapsed().as_secs_f64());
-                self.charge(&mut turn.spent, &response.usage);
+                charge(&model.prices, &mut turn.spent, &response, &request.model);
                 let text = response.text().trim().to_owned();
                 if text.is_empty() {
                     return;
@@ -487,17 +454,6 @@ impl LlmEngine {
                 metrics::counter!("concierge_summaries_total", "outcome" => "error").increment(1);
             }
         }
-    }
-
-    /// Adds one model call's usage, priced, to what the turn spent.
-    fn charge(&self, spent: &mut ModelUsage, usage: &llm::Usage) {
-        spent.calls += 1;
-        spent.input_tokens += usage.input_tokens;
-        spent.output_tokens += usage.output_tokens;
-        spent.cost_micros += self
-            .config
-            .prices
-            .cost_micros(usage.input_tokens, usage.output_tokens);
     }
 
     async fn facts(&self, input: &TurnInput) -> Result<Option<String>, TurnError> {
@@ -539,23 +495,24 @@ impl LlmEngine {
             }
             let agent = turn.profile.agent(Some(&turn.agent));
             let scoped;
-            let model: &dyn ChatModel = match &self.cache {
+            let choice = turn.model.clone();
+            let model: &dyn ChatModel = match &choice.cache {
                 Some(cache) if agent.cache => {
                     scoped = cache.scoped(input.tenant_id.to_string());
                     &scoped
                 }
-                _ => self.model.as_ref(),
+                _ => choice.chat.as_ref(),
             };
             let started = Instant::now();
             let response = match model.complete(&request).await {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
             };
-            metrics::histogram!("concierge_model_seconds", "provider" => self.model.provider().to_owned())
+            metrics::histogram!("concierge_model_seconds", "provider" => choice.chat.provider().to_owned())
                 .record(started.elapsed().as_secs_f64());
             // A cached answer was billed when it was first made.
             if !response.usage.from_cache {
-                self.charge(&mut turn.spent, &response.usage);
+                charge(&choice.prices, &mut turn.spent, &response, &request.model);
             }
             let calls: Vec<ToolCall> = response.tool_calls().into_iter().cloned().collect();
             if calls.is_empty() || request.tool_choice == ToolChoice::None {
@@ -603,6 +560,28 @@ impl LlmEngine {
         }
         Ok(Ok(String::new()))
     }
+}
+
+/// Adds one model call's usage to what the turn spent, priced as the model that answered
+/// (as the provider names it; the one asked for when it names none).
+fn charge(
+    prices: &llm::PriceTable,
+    spent: &mut ModelUsage,
+    response: &llm::ChatResponse,
+    asked: &str,
+) {
+    let usage = &response.usage;
+    let model = if response.model.is_empty() {
+        asked
+    } else {
+        &response.model
+    };
+    spent.calls += 1;
+    spent.input_tokens += usage.input_tokens;
+    spent.output_tokens += usage.output_tokens;
+    spent.cost_micros += prices
+        .for_model(model)
+        .cost_micros(usage.input_tokens, usage.output_tokens);
 }
 
 /// What the agent is told beyond the messages: remembered facts and the rolling summary,
@@ -667,17 +646,17 @@ impl LlmEngine {
 
     /// Counts what the turn spent, once per turn, and persists it when accounting is on
     /// (prices or budgets configured).
-    async fn account(&self, input: &TurnInput, spent: ModelUsage) {
+    async fn account(&self, input: &TurnInput, model: &ModelChoice, spent: ModelUsage) {
         if spent.calls == 0 {
             return;
         }
         let tenant = input.tenant_id.to_string();
-        let provider = self.model.provider().to_owned();
+        let provider = model.chat.provider().to_owned();
         metrics::counter!("concierge_model_tokens_total", "provider" => provider.clone(), "tenant" => tenant.clone(), "kind" => "input")
             .increment(spent.input_tokens);
         metrics::counter!("concierge_model_tokens_total", "provider" => provider.clone(), "tenant" => tenant.clone(), "kind" => "output")
             .increment(spent.output_tokens);
-        if !(self.config.prices.is_set() || self.config.budget.is_set()) {
+        if !(model.prices.is_set() || self.config.budget.is_set()) {
             return;
         }
         metrics::counter!("concierge_model_cost_microusd_total", "provider" => provider, "tenant" => tenant)
@@ -696,6 +675,14 @@ impl LlmEngine {
 #[async_trait]
 impl TurnEngine for LlmEngine {
     async fn run(&self, input: TurnInput) -> Result<TurnOutput, TurnError> {
+        let Some(model) = self
+            .models
+            .for_tenant(input.tenant_id, input.sealer.as_ref())
+            .await?
+        else {
+            // No model for this tenant: the offline engine is the engine.
+            return self.offline.run(input).await;
+        };
         if let Some(scope) = self.budget_spent(&input).await {
             // Never a silent failure: the customer gets a polite answer, operators an event.
             tracing::warn!(tenant = %input.tenant_id, scope, "daily model budget spent; answered with the budget message");
@@ -734,9 +721,10 @@ impl TurnEngine for LlmEngine {
             seq: 0,
             prior: None,
             memory: loaded.memory.clone(),
+            model: model.clone(),
         };
         let result = self.converse(&mut turn).await;
-        self.account(&input, turn.spent).await;
+        self.account(&input, &model, turn.spent).await;
         let result = result?;
         let (tools, agents) = (
             std::mem::take(&mut turn.tools),
@@ -785,7 +773,19 @@ impl TurnEngine for LlmEngine {
         }
     }
 
-    fn history_window(&self) -> u32 {
-        self.config.history
+    fn history_window(&self, tenant: domain::TenantId) -> u32 {
+        // A tenant known to have no model is answered by the offline engine, which reads no
+        // history: do not make the message path load it.
+        if self.models.known_without_model(tenant) {
+            0
+        } else {
+            self.config.history
+        }
+    }
+
+    fn settings_changed(&self, tenant: domain::TenantId) {
+        self.models.forget(tenant);
+        self.profiles.invalidate(tenant);
+        self.offline.settings_changed(tenant);
     }
 }

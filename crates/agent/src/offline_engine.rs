@@ -117,7 +117,12 @@ impl KnowledgeResponder {
             None => {
                 let marked = self
                     .store
-                    .set_handoff(input.tenant_id, input.conversation_id, true)
+                    .update_handoff(
+                        input.tenant_id,
+                        input.conversation_id,
+                        domain::HandoffEvent::Request,
+                        None,
+                    )
                     .await?
                     .is_some();
                 if marked {
@@ -426,6 +431,12 @@ impl TurnEngine for KnowledgeResponder {
         )
         .await?;
         Ok(output)
+    }
+
+    fn settings_changed(&self, tenant: domain::TenantId) {
+        if let Some(profiles) = &self.profiles {
+            profiles.invalidate(tenant);
+        }
     }
 }
 

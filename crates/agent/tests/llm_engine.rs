@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 mod support;
 
-use agent::{LlmEngine, LlmEngineConfig, PastMessage, TurnEngine, TurnInput};
+use agent::{LlmEngine, LlmEngineConfig, PastMessage, Sealer as _, TurnEngine, TurnInput};
 use domain::{Direction, PhoneNumber, TenantId, TenantName};
 use store::{KbEntryInput, NewTenant, Stores};
 use support::input;
@@ -94,11 +94,13 @@ async fn answers_with_the_knowledge_tool(stores: &Stores) {
             id: domain::MessageId::new(),
             direction: Direction::Inbound,
             text: "hello".into(),
+            from_staff: false,
         },
         PastMessage {
             id: domain::MessageId::new(),
             direction: Direction::Outbound,
             text: "Hi! How can I help?".into(),
+            from_staff: false,
         },
     ];
     let out = engine(stores, &fake, 3)
@@ -293,6 +295,7 @@ async fn redacts_pii_before_the_model(stores: &Stores) {
         id: domain::MessageId::new(),
         direction: Direction::Inbound,
         text: "my card is 4242 4242 4242 4242".into(),
+        from_staff: false,
     }];
     let config = LlmEngineConfig {
         redact_pii: true,
@@ -333,10 +336,6 @@ async fn budgets_stop_the_model_politely(stores: &Stores) {
     fake.set_default_text("Sure.");
     // The fake reports 10 input and 5 output tokens a call: 10 * 10 + 5 * 20 = 200 micro-dollars.
     let config = LlmEngineConfig {
-        prices: agent::Prices {
-            input_per_mtok: 10.0,
-            output_per_mtok: 20.0,
-        },
         budget: agent::Budget {
             tenant_daily_usd: 0.0005,
             end_user_daily_usd: 0.0003,
@@ -344,7 +343,19 @@ async fn budgets_stop_the_model_politely(stores: &Stores) {
         },
         ..LlmEngineConfig::default()
     };
-    let engine = engine_with(stores, &fake, config);
+    let prices = agent::PriceTable::default_only(agent::Prices {
+        input_per_mtok: 10.0,
+        output_per_mtok: 20.0,
+    });
+    let (engine, _) = support::engine_priced(
+        stores,
+        &fake,
+        config,
+        None,
+        prices,
+        None,
+        agent::TenantModelsConfig::default(),
+    );
     let alice = real_input(stores, t, "hello").await;
     for expected in ["Sure.", "Sure.", "Budget spent for today."] {
         let out = engine.run(alice.clone()).await.unwrap();
@@ -384,15 +395,19 @@ async fn caches_identical_requests_per_tenant(stores: &Stores) {
     let other = tenant_with_kb(stores, "+15550002228").await;
     let fake = FakeOpenAi::start().await;
     fake.set_default_text("We open at nine.");
-    let config = LlmEngineConfig {
-        prices: agent::Prices {
-            input_per_mtok: 1.0,
-            output_per_mtok: 1.0,
-        },
-        ..LlmEngineConfig::default()
-    };
-    let (engine, model) = engine_and_model(stores, &fake, config);
-    let engine = engine.with_cache(llm::ResponseCache::new(model, llm::CacheConfig::default()));
+    let prices = agent::PriceTable::default_only(agent::Prices {
+        input_per_mtok: 1.0,
+        output_per_mtok: 1.0,
+    });
+    let (engine, _) = support::engine_priced(
+        stores,
+        &fake,
+        LlmEngineConfig::default(),
+        None,
+        prices,
+        Some(llm::CacheConfig::default()),
+        agent::TenantModelsConfig::default(),
+    );
     let first = real_input(stores, t, "when do you open?").await;
     let second = real_input(stores, t, "when do you open?").await;
     for turn in [first.clone(), second.clone()] {
@@ -419,6 +434,114 @@ async fn caches_identical_requests_per_tenant(stores: &Stores) {
     assert_eq!(fake.calls(), 2, "tenants never share answers");
 }
 
+/// A tenant with its own provider is answered by it, billed at its declared prices, and
+/// its next settings apply once this process forgets the old ones; other tenants keep the
+/// installation's model, priced by the installation's table (by model name). Settings that
+/// the endpoint policy refuses leave the tenant with the offline engine, never on the
+/// installation's account.
+async fn tenants_bring_their_own_models(stores: &Stores) {
+    let own = tenant_with_kb(stores, "+15550002231").await;
+    let other = tenant_with_kb(stores, "+15550002232").await;
+    let installation = FakeOpenAi::start().await;
+    installation.set_default_text("From the installation's model.");
+    let theirs = FakeOpenAi::start().await;
+    theirs.set_default_text("From the tenant's own model.");
+    let settings = serde_json::json!({ "providers": [{
+        "provider": "openai_compatible", "model": "own-model", "base_url": theirs.base_url(),
+        "input_per_mtok": 10.0, "output_per_mtok": 20.0,
+    }]});
+    let sealed =
+        support::TestSealer.seal(agent::tools::columns::MODEL_SETTINGS, &settings.to_string());
+    stores
+        .data
+        .set_model_settings(own, Some(&sealed))
+        .await
+        .unwrap();
+    // The installation prices `fake-model` (what its adapter asks for) at 1 and 2 dollars
+    // per million tokens, anything else at 0.
+    let prices = agent::PriceTable::new(
+        agent::Prices::default(),
+        [(
+            "fake-model".to_owned(),
+            agent::Prices {
+                input_per_mtok: 1.0,
+                output_per_mtok: 2.0,
+            },
+        )],
+    );
+    let tenants = agent::TenantModelsConfig {
+        allow_private: true,
+        ..agent::TenantModelsConfig::default()
+    };
+    let (engine, _) = support::engine_priced(
+        stores,
+        &installation,
+        LlmEngineConfig::default(),
+        None,
+        prices.clone(),
+        None,
+        tenants,
+    );
+    let day = store::utc_day(jiff::Timestamp::now());
+
+    let turn = real_input(stores, own, "hello").await;
+    let out = engine.run(turn.clone()).await.unwrap();
+    assert_eq!(out.reply.as_deref(), Some("From the tenant's own model."));
+    assert_eq!((theirs.calls(), installation.calls()), (1, 0));
+    assert_eq!(theirs.requests()[0]["model"], "own-model");
+    // The fake reports 10 input and 5 output tokens: 10 * 10 + 5 * 20 micro-dollars.
+    let usage = stores
+        .data
+        .model_usage_on(own, turn.end_user_id, day)
+        .await
+        .unwrap();
+    assert_eq!(usage.end_user.cost_micros, 200);
+
+    let turn = real_input(stores, other, "hello").await;
+    let out = engine.run(turn.clone()).await.unwrap();
+    assert_eq!(out.reply.as_deref(), Some("From the installation's model."));
+    assert_eq!((theirs.calls(), installation.calls()), (1, 1));
+    let usage = stores
+        .data
+        .model_usage_on(other, turn.end_user_id, day)
+        .await
+        .unwrap();
+    assert_eq!(usage.end_user.cost_micros, 10 + 5 * 2);
+
+    // Cleared: after this process forgets, the installation's model answers the tenant.
+    stores.data.set_model_settings(own, None).await.unwrap();
+    engine.settings_changed(own);
+    let out = engine
+        .run(real_input(stores, own, "hello").await)
+        .await
+        .unwrap();
+    assert_eq!(out.reply.as_deref(), Some("From the installation's model."));
+
+    // An installation that refuses private endpoints does not use the stored ones: the
+    // offline engine answers, neither model is called.
+    stores
+        .data
+        .set_model_settings(own, Some(&sealed))
+        .await
+        .unwrap();
+    let (strict, _) = support::engine_priced(
+        stores,
+        &installation,
+        LlmEngineConfig::default(),
+        None,
+        prices,
+        None,
+        agent::TenantModelsConfig::default(),
+    );
+    let calls = (theirs.calls(), installation.calls());
+    let out = strict
+        .run(real_input(stores, own, "hello").await)
+        .await
+        .unwrap();
+    assert_eq!(out.answered_by, "offline");
+    assert_eq!((theirs.calls(), installation.calls()), calls);
+}
+
 #[tokio::test]
 async fn sqlite_llm_engine() {
     let db = testkit::TestDb::sqlite().await;
@@ -430,6 +553,7 @@ async fn sqlite_llm_engine() {
     redacts_pii_before_the_model(&stores).await;
     budgets_stop_the_model_politely(&stores).await;
     caches_identical_requests_per_tenant(&stores).await;
+    tenants_bring_their_own_models(&stores).await;
 }
 
 #[tokio::test]
@@ -443,5 +567,6 @@ async fn postgres_llm_engine() {
     redacts_pii_before_the_model(&stores).await;
     budgets_stop_the_model_politely(&stores).await;
     caches_identical_requests_per_tenant(&stores).await;
+    tenants_bring_their_own_models(&stores).await;
     db.cleanup().await;
 }

@@ -442,6 +442,7 @@ async fn keeps_a_rolling_summary(stores: &Stores) {
                 domain::Direction::Outbound
             },
             text: format!("message {i}"),
+            from_staff: false,
         })
         .collect();
     fake.push(Reply::Text("Sure.".into()));
@@ -481,6 +482,7 @@ async fn keeps_a_rolling_summary(stores: &Stores) {
                 domain::Direction::Outbound
             },
             text: text.into(),
+            from_staff: false,
         });
     }
     fake.push(Reply::Text("Anything else?".into()));

@@ -1,7 +1,9 @@
-//! Conversations and their messages, scoped to the caller's tenant; staff take over a
-//! conversation by resolving its hand-off.
+//! Conversations and their messages, scoped to the caller's tenant, and the hand-off of a
+//! conversation between the agents and a member of staff (`domain::Handoff`): staff see
+//! the conversations waiting for them, take one, write to the customer, and give it back.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use domain::ConversationId;
@@ -10,17 +12,22 @@ use store::Page;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, AuthTenant, parse_id};
+use crate::extract::{ApiJson, ApiQuery, AuthTenant, parse_id};
 use crate::{AppState, inner};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/conversations", get(list))
-        .route("/conversations/{id}/messages", get(messages))
+        .route(
+            "/conversations/{id}/messages",
+            get(messages).post(staff_message),
+        )
         .route(
             "/conversations/{id}/handoff",
             post(request_handoff).delete(resolve_handoff),
         )
+        .route("/conversations/{id}/handoff/take", post(take_handoff))
+        .route("/handoffs", get(handoffs))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -55,9 +62,14 @@ pub struct ConversationView {
     /// RFC 3339.
     pub created_at: String,
     pub last_message_at: String,
-    /// Since when the conversation waits for a member of staff (RFC 3339); absent when it
-    /// does not. Set when the customer asks for a person or an agent hands off.
+    /// Who answers: `bot` (the agents), `pending` (waiting for a member of staff: the
+    /// agents no longer answer) or `human` (a member of staff has it).
+    pub handoff: String,
+    /// Since when the conversation is with or waiting for staff (RFC 3339); absent with
+    /// the agents. Set when the customer asks for a person or an agent hands off.
     pub handoff_at: Option<String>,
+    /// The member of staff who has the conversation (`human`).
+    pub handoff_staff: Option<String>,
 }
 
 impl From<store::Conversation> for ConversationView {
@@ -68,7 +80,9 @@ impl From<store::Conversation> for ConversationView {
             message_count: c.message_count,
             created_at: c.created_at.to_string(),
             last_message_at: c.last_message_at.to_string(),
+            handoff: c.handoff.as_str().to_owned(),
             handoff_at: c.handoff_at.map(|t| t.to_string()),
+            handoff_staff: c.handoff_staff,
         }
     }
 }
@@ -85,6 +99,10 @@ pub struct MessageView {
     pub id: uuid::Uuid,
     /// `inbound` or `outbound`.
     pub direction: String,
+    /// `customer`, `agent` or `staff`.
+    pub author: String,
+    /// The member of staff who wrote a `staff` message.
+    pub sent_by: Option<String>,
     /// `sms` or `web_chat`.
     pub channel: String,
     /// `received`, `queued`, `sending`, `sent`, `delivered`, `undelivered`, `failed`, `read`, `replied_inline`.
@@ -94,6 +112,29 @@ pub struct MessageView {
     pub provider_sid: Option<String>,
     pub error_code: Option<String>,
     pub created_at: String,
+}
+
+impl MessageView {
+    fn new(m: store::StoredMessage, body: String) -> Self {
+        let author = match (m.direction, &m.sent_by) {
+            (domain::Direction::Inbound, _) => "customer",
+            (domain::Direction::Outbound, Some(_)) => "staff",
+            (domain::Direction::Outbound, None) => "agent",
+        };
+        Self {
+            id: m.id.into_uuid(),
+            direction: m.direction.as_str().to_owned(),
+            author: author.to_owned(),
+            sent_by: m.sent_by,
+            channel: m.channel.as_str().to_owned(),
+            status: m.status.as_str().to_owned(),
+            body,
+            in_reply_to: m.in_reply_to.map(domain::MessageId::into_uuid),
+            provider_sid: m.provider_sid,
+            error_code: m.error_code,
+            created_at: m.created_at.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -159,17 +200,8 @@ pub async fn messages(
     let next = next_before(&rows, page.limit, |m| m.id.into_uuid());
     let mut items = Vec::with_capacity(rows.len());
     for m in rows {
-        items.push(MessageView {
-            id: m.id.into_uuid(),
-            direction: m.direction.as_str().to_owned(),
-            channel: m.channel.as_str().to_owned(),
-            status: m.status.as_str().to_owned(),
-            body: inner.messaging.message_text(tenant, &m.body).await?,
-            in_reply_to: m.in_reply_to.map(domain::MessageId::into_uuid),
-            provider_sid: m.provider_sid,
-            error_code: m.error_code,
-            created_at: m.created_at.to_string(),
-        });
+        let body = inner.messaging.message_text(tenant, &m.body).await?;
+        items.push(MessageView::new(m, body));
     }
     Ok(Json(MessageList {
         items,
@@ -177,28 +209,46 @@ pub async fn messages(
     }))
 }
 
-async fn set_handoff(
+/// Who a member of staff is, as the caller's system names them (there are no staff
+/// accounts yet: the API key is the tenant's), 1 to 100 characters.
+fn staff_name(raw: Option<&str>) -> Result<String, ApiError> {
+    let name = raw.unwrap_or("staff").trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_staff",
+            "staff must have 1 to 100 characters, no control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+async fn move_handoff(
     state: &State<AppState>,
     tenant: domain::TenantId,
     id: &str,
-    requested: bool,
+    event: domain::HandoffEvent,
+    staff: Option<&str>,
 ) -> Result<Json<ConversationView>, ApiError> {
     let id: ConversationId = parse_id(id)?;
     let conversation = inner(state)
         .stores
         .data
-        .set_handoff(tenant, id, requested)
+        .update_handoff(tenant, id, event, staff)
         .await?
         .ok_or(ApiError::NotFound {
             what: "conversation",
         })?;
-    metrics::counter!("concierge_handoffs_total", "event" => if requested { "requested_by_staff" } else { "resolved" })
-        .increment(1);
+    let label = match event {
+        domain::HandoffEvent::Request => "requested_by_staff",
+        domain::HandoffEvent::Take => "taken",
+        domain::HandoffEvent::Release => "released",
+    };
+    metrics::counter!("concierge_handoffs_total", "event" => label).increment(1);
     Ok(Json(conversation.into()))
 }
 
-/// Marks the conversation as waiting for a member of staff (idempotent: the first
-/// request's time is kept).
+/// Asks for a member of staff: the agents stop answering (`pending`); idempotent, and a
+/// conversation a person already has stays with them.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/handoff", params(("id" = uuid::Uuid, Path)),
     tag = "conversations", security(("api_key" = [])),
     responses((status = 200, body = ConversationView), (status = 400, body = crate::error::ErrorBody),
@@ -208,10 +258,42 @@ pub async fn request_handoff(
     AuthTenant(tenant): AuthTenant,
     Path(id): Path<String>,
 ) -> Result<Json<ConversationView>, ApiError> {
-    set_handoff(&state, tenant, &id, true).await
+    move_handoff(&state, tenant, &id, domain::HandoffEvent::Request, None).await
 }
 
-/// Resolves the hand-off: a member of staff has taken the conversation over.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TakeBody {
+    /// Who takes the conversation (default `staff`), 1 to 100 characters.
+    pub staff: Option<String>,
+}
+
+/// A member of staff takes the conversation (`human`): from now on only staff answer it,
+/// and a reply an agent was still preparing is not sent.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/handoff/take", params(("id" = uuid::Uuid, Path)),
+    request_body = TakeBody, tag = "conversations", security(("api_key" = [])),
+    responses((status = 200, body = ConversationView), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody)))]
+pub async fn take_handoff(
+    state: State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TakeBody>,
+) -> Result<Json<ConversationView>, ApiError> {
+    let staff = staff_name(body.staff.as_deref())?;
+    move_handoff(
+        &state,
+        tenant,
+        &id,
+        domain::HandoffEvent::Take,
+        Some(&staff),
+    )
+    .await
+}
+
+/// Gives the conversation back to the agents (`bot`): they answer the next message, with
+/// the staff's messages in the history they read.
 #[utoipa::path(delete, path = "/api/v1/conversations/{id}/handoff", params(("id" = uuid::Uuid, Path)),
     tag = "conversations", security(("api_key" = [])),
     responses((status = 200, body = ConversationView), (status = 400, body = crate::error::ErrorBody),
@@ -221,5 +303,96 @@ pub async fn resolve_handoff(
     AuthTenant(tenant): AuthTenant,
     Path(id): Path<String>,
 ) -> Result<Json<ConversationView>, ApiError> {
-    set_handoff(&state, tenant, &id, false).await
+    move_handoff(&state, tenant, &id, domain::HandoffEvent::Release, None).await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LimitQuery {
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+}
+
+/// Conversations waiting for staff (`pending`) or with them (`human`), longest waiting
+/// first: the staff inbox.
+#[utoipa::path(get, path = "/api/v1/handoffs", params(LimitQuery), tag = "conversations",
+    security(("api_key" = [])),
+    responses((status = 200, body = ConversationList), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn handoffs(
+    state: State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    ApiQuery(q): ApiQuery<LimitQuery>,
+) -> Result<Json<ConversationList>, ApiError> {
+    let page = PageQuery {
+        limit: q.limit,
+        before: None,
+    }
+    .page()?;
+    let rows = inner(&state)
+        .stores
+        .data
+        .list_handed_off(tenant, page)
+        .await?;
+    Ok(Json(ConversationList {
+        items: rows.into_iter().map(ConversationView::from).collect(),
+        next_before: None,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaffMessageBody {
+    /// 1 to 1,600 characters, not all white space.
+    #[schema(min_length = 1, max_length = 1600, pattern = r"\S")]
+    pub text: String,
+    /// Who writes (default `staff`), 1 to 100 characters.
+    pub staff: Option<String>,
+    /// Your id for this message (a UUID): sending again with the same id sends nothing
+    /// twice. Generated when absent.
+    pub id: Option<uuid::Uuid>,
+}
+
+/// A member of staff writes to the customer, on the channel of the conversation's latest
+/// message (SMS through the outbox, or web chat). The conversation passes to them
+/// (`human`) in the same step, so the agents and the person never both answer.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", params(("id" = uuid::Uuid, Path)),
+    request_body = StaffMessageBody, tag = "conversations", security(("api_key" = [])),
+    responses((status = 201, body = MessageView), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody),
+        (status = 415, body = crate::error::ErrorBody)))]
+pub async fn staff_message(
+    state: State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<StaffMessageBody>,
+) -> Result<(StatusCode, Json<MessageView>), ApiError> {
+    let conversation: ConversationId = parse_id(&id)?;
+    let text = body.text.trim();
+    if text.is_empty() || text.chars().count() > 1600 {
+        return Err(ApiError::bad_request(
+            "invalid_message",
+            "text must have 1 to 1,600 characters",
+        ));
+    }
+    let staff = staff_name(body.staff.as_deref())?;
+    let id = body
+        .id
+        .map_or_else(domain::MessageId::new, domain::MessageId::from_uuid);
+    let inner = inner(&state);
+    match inner
+        .messaging
+        .staff_reply(tenant, conversation, id, text, &staff)
+        .await?
+    {
+        store::StaffReplyOutcome::Recorded(m) => {
+            let body = inner.messaging.message_text(tenant, &m.body).await?;
+            Ok((StatusCode::CREATED, Json(MessageView::new(m, body))))
+        }
+        store::StaffReplyOutcome::OptedOut => Err(ApiError::Conflict {
+            code: "opted_out",
+            message: "the customer opted out of text messages (STOP); nothing was sent".into(),
+        }),
+    }
 }

@@ -18,6 +18,9 @@ pub enum ApiError {
     Forbidden { code: &'static str, message: String },
     #[error("{what} not found")]
     NotFound { what: &'static str },
+    /// The request is valid but the resource's state forbids it.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body is larger than {limit} bytes")]
@@ -54,7 +57,9 @@ impl ApiError {
     #[must_use]
     pub const fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest { code, .. } | Self::Forbidden { code, .. } => code,
+            Self::BadRequest { code, .. }
+            | Self::Forbidden { code, .. }
+            | Self::Conflict { code, .. } => code,
             Self::Unauthorized => "unauthorized",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -72,6 +77,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,

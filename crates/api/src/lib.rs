@@ -7,6 +7,7 @@ pub mod error;
 mod extract;
 mod health;
 mod kb;
+mod model_settings;
 pub mod openapi;
 mod profiles;
 mod tenants;
@@ -44,6 +45,9 @@ pub struct ApiConfig {
     /// The profile new conversations get when their tenant has not chosen one
     /// (`agent.default_profile`), reported by the profiles API.
     pub default_profile: String,
+    /// Whether tenants' own model endpoints may be `http` or internal addresses
+    /// (`llm.tenant_private_endpoints`).
+    pub tenant_private_endpoints: bool,
 }
 
 /// Shared state of every handler.
@@ -94,6 +98,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(kb::router())
                 .merge(chat::router())
                 .merge(profiles::router())
+                .merge(model_settings::router())
                 .route("/openapi.json", get(openapi::serve))
                 .layer(axum::extract::DefaultBodyLimit::max(DEFAULT_BODY_LIMIT)),
         )

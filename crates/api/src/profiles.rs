@@ -294,6 +294,7 @@ pub async fn save(
     if body.make_default {
         data.set_default_profile(tenant, Some(&name)).await?;
     }
+    inner(&state).messaging.settings_changed(tenant);
     Ok((
         http::StatusCode::CREATED,
         Json(StoredVersion {
@@ -349,6 +350,7 @@ pub async fn set_default(
     };
     let Some(name) = name else {
         inner.stores.data.set_default_profile(tenant, None).await?;
+        inner.messaging.settings_changed(tenant);
         return Ok(Json(DefaultProfile {
             default: inner.config.default_profile.clone(),
         }));
@@ -368,5 +370,6 @@ pub async fn set_default(
         .data
         .set_default_profile(tenant, Some(&name))
         .await?;
+    inner.messaging.settings_changed(tenant);
     Ok(Json(DefaultProfile { default: name }))
 }

@@ -22,9 +22,6 @@ use tokio::sync::watch;
 use crate::config::{LlmProvider, LlmSettings, Settings};
 use crate::telemetry;
 use llm::ChatModel;
-use llm::anthropic::{AnthropicChat, AnthropicConfig};
-use llm::gemini::{GeminiChat, GeminiConfig};
-use llm::openai::{OpenAiChat, OpenAiConfig};
 
 /// The engine that answers turns: the model from `llm` settings with the offline engine as
 /// its fallback, or the offline engine alone.
@@ -66,23 +63,41 @@ pub fn turn_engine(
         .with_retriever(retriever.clone())
         .with_time_zone(time_zone.clone()),
     );
-    let Some(model) = chat_model(&settings.llm)? else {
-        return Ok(Engine {
-            turns: offline,
-            profiles,
-            retriever,
-        });
+    let http = model_http(&settings.llm);
+    let policy = llm::RetryPolicy {
+        max_attempts: settings.llm.max_attempts,
+        ..llm::RetryPolicy::default()
     };
+    let cache = llm::CacheConfig {
+        max_entries: settings.llm.cache_max_entries,
+        ttl: Duration::from_secs(settings.llm.cache_ttl_secs),
+        ..llm::CacheConfig::default()
+    };
+    let prices = price_table(&settings.llm)?;
+    // The installation's model, behind retries and a breaker; the response cache goes
+    // outside both (a hit costs no provider call at all).
+    let installation = chat_model(&settings.llm, http, policy)?.map(|chat| {
+        let cached = cache
+            .is_enabled()
+            .then(|| llm::ResponseCache::new(chat.clone(), cache));
+        agent::ModelChoice::installation(chat, prices.clone(), cached)
+    });
+    let models = Arc::new(agent::Models::new(
+        installation,
+        stores.data.clone(),
+        agent::TenantModelsConfig {
+            http,
+            policy,
+            allow_private: settings.llm.tenant_private_endpoints,
+            cache,
+        },
+    ));
     let config = agent::LlmEngineConfig {
         system_prompt: settings.llm.system_prompt.clone(),
         history: settings.llm.history_messages,
         max_tool_rounds: settings.llm.max_tool_rounds,
         max_tokens: settings.llm.max_tokens,
         redact_pii: settings.llm.redact_pii,
-        prices: agent::Prices {
-            input_per_mtok: settings.llm.price_input_per_mtok,
-            output_per_mtok: settings.llm.price_output_per_mtok,
-        },
         budget: agent::Budget {
             tenant_daily_usd: settings.llm.tenant_daily_budget_usd,
             end_user_daily_usd: settings.llm.end_user_daily_budget_usd,
@@ -98,25 +113,16 @@ pub fn turn_engine(
         None,
         config.tool_timeout,
     );
+    // Tenants may bring their own model even when the installation has none, so the model
+    // engine always runs; a tenant with no model at all is answered by the offline engine.
     let engine = agent::LlmEngine::new(
-        model.clone(),
+        models,
         stores.data.clone(),
         registry,
         profiles.clone(),
         offline,
         config,
     );
-    // Outside retries and the breaker: a hit costs no provider call at all.
-    let cache = llm::CacheConfig {
-        max_entries: settings.llm.cache_max_entries,
-        ttl: Duration::from_secs(settings.llm.cache_ttl_secs),
-        ..llm::CacheConfig::default()
-    };
-    let engine = if cache.is_enabled() {
-        engine.with_cache(llm::ResponseCache::new(model, cache))
-    } else {
-        engine
-    };
     Ok(Engine {
         turns: Arc::new(engine),
         profiles,
@@ -128,12 +134,7 @@ pub fn turn_engine(
 fn embedder(settings: &Settings) -> anyhow::Result<Option<Arc<dyn llm::Embedder>>> {
     use crate::config::EmbeddingProvider;
     let e = &settings.embeddings;
-    let http = llm::HttpSettings {
-        connect_timeout: Duration::from_millis(settings.llm.connect_timeout_ms),
-        first_byte_timeout: Duration::from_millis(settings.llm.first_byte_timeout_ms),
-        idle_timeout: Duration::from_millis(settings.llm.first_byte_timeout_ms),
-        total_timeout: Duration::from_millis(settings.llm.total_timeout_ms),
-    };
+    let http = model_http(&settings.llm);
     let key = || e.api_key.clone().unwrap_or_else(|| SecretString::from(""));
     let embedder: Arc<dyn llm::Embedder> = match e.provider {
         EmbeddingProvider::None => return Ok(None),
@@ -173,50 +174,52 @@ fn embedder(settings: &Settings) -> anyhow::Result<Option<Arc<dyn llm::Embedder>
     ))))
 }
 
-/// The configured provider behind retries and a circuit breaker; None without one.
-fn chat_model(llm: &LlmSettings) -> anyhow::Result<Option<Arc<dyn ChatModel>>> {
-    let http = llm::HttpSettings {
+/// Time limits of model calls.
+fn model_http(llm: &LlmSettings) -> llm::HttpSettings {
+    llm::HttpSettings {
         connect_timeout: Duration::from_millis(llm.connect_timeout_ms),
         first_byte_timeout: Duration::from_millis(llm.first_byte_timeout_ms),
         idle_timeout: Duration::from_millis(llm.first_byte_timeout_ms),
         total_timeout: Duration::from_millis(llm.total_timeout_ms),
-    };
-    let key = || {
-        llm.api_key
-            .clone()
-            .unwrap_or_else(|| SecretString::from(""))
-    };
-    let base = |default: &str| llm.base_url.clone().unwrap_or_else(|| default.to_owned());
-    let model: Arc<dyn ChatModel> = match llm.provider {
+        public_only: false,
+    }
+}
+
+/// `llm.prices` over the default `llm.price_*_per_mtok`.
+fn price_table(llm: &LlmSettings) -> anyhow::Result<llm::PriceTable> {
+    let entries = llm::PriceTable::parse_entries(&llm.prices).context("llm.prices")?;
+    Ok(llm::PriceTable::new(
+        llm::Prices {
+            input_per_mtok: llm.price_input_per_mtok,
+            output_per_mtok: llm.price_output_per_mtok,
+        },
+        entries,
+    ))
+}
+
+/// The configured provider behind retries and a circuit breaker; None without one.
+fn chat_model(
+    llm: &LlmSettings,
+    http: llm::HttpSettings,
+    policy: llm::RetryPolicy,
+) -> anyhow::Result<Option<Arc<dyn ChatModel>>> {
+    use llm::ProviderKind;
+    let provider = match llm.provider {
         LlmProvider::None => return Ok(None),
-        LlmProvider::Openai | LlmProvider::OpenaiCompatible => {
-            let mut config = if llm.provider == LlmProvider::Openai {
-                OpenAiConfig::openai(key(), &llm.model)
-            } else {
-                OpenAiConfig::compatible("openai_compatible", base(""), &llm.model)
-            };
-            config.base_url = base(&config.base_url);
-            config.api_key = llm.api_key.clone();
-            config.http = http;
-            Arc::new(OpenAiChat::new(config)?)
-        }
-        LlmProvider::Anthropic => {
-            let mut config = AnthropicConfig::new(key(), &llm.model);
-            config.base_url = base(&config.base_url);
-            config.http = http;
-            Arc::new(AnthropicChat::new(config)?)
-        }
-        LlmProvider::Gemini => {
-            let mut config = GeminiConfig::new(key(), &llm.model);
-            config.base_url = base(&config.base_url);
-            config.http = http;
-            Arc::new(GeminiChat::new(config)?)
-        }
+        LlmProvider::Openai => ProviderKind::Openai,
+        LlmProvider::OpenaiCompatible => ProviderKind::OpenaiCompatible,
+        LlmProvider::Anthropic => ProviderKind::Anthropic,
+        LlmProvider::Gemini => ProviderKind::Gemini,
     };
-    let policy = llm::RetryPolicy {
-        max_attempts: llm.max_attempts,
-        ..llm::RetryPolicy::default()
+    let settings = llm::ProviderSettings {
+        provider,
+        model: llm.model.clone(),
+        base_url: llm.base_url.clone(),
+        api_key: llm.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
+        input_per_mtok: None,
+        output_per_mtok: None,
     };
+    let model = settings.build(http)?;
     Ok(Some(Arc::new(llm::Resilient::new(vec![model], policy))))
 }
 
@@ -565,6 +568,7 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<ExitCode>
                 max_body_bytes: settings.http.max_body_bytes,
                 request_timeout: Duration::from_secs(settings.http.request_timeout_secs),
                 default_profile: settings.agent.default_profile.clone(),
+                tenant_private_endpoints: settings.llm.tenant_private_endpoints,
             },
             probes,
         );

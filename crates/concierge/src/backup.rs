@@ -31,7 +31,7 @@ use jiff::Timestamp;
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use store::snapshot::{Cell, ColumnKind, Row, TABLES, TableSpec};
+use store::snapshot::{Cell, ColumnKind, Layout, Row, TABLES, TableSpec};
 use store::{RestoreCounts, SnapshotSink, SnapshotSource, StoreError, Stores};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader, BufWriter};
 
@@ -406,9 +406,10 @@ struct FileSource {
     hash: Sha256,
     pending: Option<Value>,
     trailer: Option<Value>,
-    current: Option<&'static TableSpec>,
-    /// The tables the manifest lists, in order.
-    tables: Vec<&'static TableSpec>,
+    current: Option<Layout>,
+    /// The tables the manifest lists, in order, each with how its rows map onto this
+    /// release's columns (a backup from an older release may lack columns added since).
+    tables: Vec<Layout>,
     next_table: usize,
     rows: BTreeMap<&'static str, u64>,
     created_at: String,
@@ -472,8 +473,9 @@ impl FileSource {
                 manifest["version"]
             ));
         }
-        // The backup's tables must be this release's, in its order, with the same columns;
-        // a backup from an older release may lack tables added since (they stay empty).
+        // The backup's tables must be this release's, in its order; a backup from an older
+        // release may lack tables added since (they stay empty) and columns added since
+        // (filled as the table's list of record says).
         let listed = manifest["tables"]
             .as_array()
             .ok_or("damaged backup: the manifest lists no tables")?;
@@ -485,13 +487,13 @@ impl FileSource {
                     "the backup has a table this release does not know or expects elsewhere ({name:?}); restore it with the release that wrote it"
                 ));
             };
-            let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
-            if entry["columns"] != json!(columns) {
-                return Err(format!(
-                    "the backup's columns of {name} differ from this release's; restore it with the release that wrote it"
-                ));
-            }
-            self.tables.push(table);
+            let columns: Vec<&str> = entry["columns"]
+                .as_array()
+                .ok_or_else(|| format!("damaged backup: the manifest lists no columns for {name}"))?
+                .iter()
+                .map(|c| c.as_str().unwrap_or_default())
+                .collect();
+            self.tables.push(table.layout(&columns)?);
         }
         self.created_at = manifest["created_at"].as_str().unwrap_or("").to_owned();
         self.source = manifest["source"].as_str().unwrap_or("").to_owned();
@@ -542,19 +544,19 @@ impl FileSource {
             .map_err(|e| format!("damaged backup: {e}"))
     }
 
-    fn parse_row(&mut self, table: &'static TableSpec, items: &[Value]) -> Result<Row, String> {
-        if items.len() != table.columns.len() {
+    fn parse_row(&mut self, layout: &Layout, items: &[Value]) -> Result<Row, String> {
+        let table = layout.table();
+        if items.len() != layout.columns().len() {
             return Err(format!(
                 "damaged backup: a {} row has {} values, expected {}",
                 table.name,
                 items.len(),
-                table.columns.len()
+                layout.columns().len()
             ));
         }
         let bad = |column: &str| format!("damaged backup: bad value in {}.{column}", table.name);
-        let row = table
-            .columns
-            .iter()
+        let row = layout
+            .columns()
             .zip(items)
             .map(|(column, item)| {
                 if item.is_null() {
@@ -582,6 +584,9 @@ impl FileSource {
                 })
             })
             .collect::<Result<Row, String>>()?;
+        let row = layout
+            .row(row)
+            .map_err(|e| format!("damaged backup: {e}"))?;
         if table.name == "tenant_keys" {
             self.check_master_key(table, &row)?;
         }
@@ -630,10 +635,12 @@ impl SnapshotSource for FileSource {
             return Ok(None);
         }
         let name = marker["table"].as_str().unwrap_or_default();
-        let expected = *self
+        let layout = self
             .tables
             .get(self.next_table)
+            .cloned()
             .ok_or_else(|| format!("damaged backup: unexpected table {name}"))?;
+        let expected = layout.table();
         if expected.name != name {
             return Err(format!(
                 "damaged backup: expected table {}, found {name:?}",
@@ -641,19 +648,20 @@ impl SnapshotSource for FileSource {
             ));
         }
         self.next_table += 1;
-        self.current = Some(expected);
+        self.current = Some(layout);
         self.rows.insert(expected.name, 0);
         Ok(Some(expected))
     }
 
     async fn next_rows(&mut self, max: usize) -> Result<Vec<Row>, String> {
-        let Some(table) = self.current else {
+        let Some(layout) = self.current.clone() else {
             return Ok(Vec::new());
         };
+        let table = layout.table();
         let mut rows = Vec::new();
         while rows.len() < max && self.pending.is_none() {
             match self.line().await? {
-                Some(Value::Array(items)) => rows.push(self.parse_row(table, &items)?),
+                Some(Value::Array(items)) => rows.push(self.parse_row(&layout, &items)?),
                 Some(other) => self.pending = Some(other),
                 None => return Err("damaged backup: it ends without its trailer".into()),
             }

@@ -274,6 +274,14 @@ pub struct LlmSettings {
     pub price_input_per_mtok: f64,
     /// The model's price in US dollars per million output tokens.
     pub price_output_per_mtok: f64,
+    /// Prices of other models (agents' model overrides, tenants' own providers), as
+    /// `model=input,output` entries separated by `;`, in US dollars per million tokens; a
+    /// model is priced by its exact name, else the longest entry it starts with, else at
+    /// `price_input_per_mtok`/`price_output_per_mtok`.
+    pub prices: String,
+    /// Whether tenants' own model endpoints may be `http` or internal addresses (model
+    /// servers on the installation's own network); off, they must be public `https` URLs.
+    pub tenant_private_endpoints: bool,
     /// Most a tenant may spend on the model per UTC day, in US dollars; 0 means no limit.
     pub tenant_daily_budget_usd: f64,
     /// Most one end user may cost per UTC day, in US dollars; 0 means no limit.
@@ -305,6 +313,8 @@ impl Default for LlmSettings {
             redact_pii: engine.redact_pii,
             price_input_per_mtok: 0.0,
             price_output_per_mtok: 0.0,
+            prices: String::new(),
+            tenant_private_endpoints: false,
             tenant_daily_budget_usd: 0.0,
             end_user_daily_budget_usd: 0.0,
             budget_message: engine.budget.message,
@@ -473,7 +483,12 @@ impl Settings {
         }
         let budgets =
             self.llm.tenant_daily_budget_usd > 0.0 || self.llm.end_user_daily_budget_usd > 0.0;
-        let priced = self.llm.price_input_per_mtok > 0.0 || self.llm.price_output_per_mtok > 0.0;
+        if let Err(e) = llm::PriceTable::parse_entries(&self.llm.prices) {
+            bail!("llm.prices ({}): {e}", env_name(&["llm", "prices"]));
+        }
+        let priced = self.llm.price_input_per_mtok > 0.0
+            || self.llm.price_output_per_mtok > 0.0
+            || !self.llm.prices.trim().is_empty();
         if budgets && !priced {
             bail!(
                 "a daily budget is set but the model has no price: set llm.price_input_per_mtok and llm.price_output_per_mtok ({} and {})",
@@ -1700,7 +1715,7 @@ mod tests {
         assert_eq!(find("CONCIERGE_LLM__PROVIDER").default, "none");
         assert!(find("CONCIERGE_BACKUP__KEY").secret);
         assert_eq!(find("CONCIERGE_BACKUP__KEEP_DAILY").default, "7");
-        assert_eq!(docs.len(), 61);
+        assert_eq!(docs.len(), 63);
         assert_eq!(docs[0].env, "CONCIERGE_DATA_DIR", "top-level keys first");
 
         // Suggestions rely on names being distinct once underscores are ignored.

@@ -570,3 +570,210 @@ fn postgres_chat_command() {
     chat_command(dir.path(), postgres_env(&db, 5));
     rt.block_on(db.cleanup());
 }
+
+/// Any method, JSON in and out, with the tenant's key.
+fn call(
+    method: reqwest::Method,
+    url: &str,
+    bearer: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut req = reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth(bearer)
+            .timeout(Duration::from_secs(10));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or_default())
+    })
+}
+
+/// Hand-off as staff meet it, through `concierge all` with a fake Twilio: the customer asks
+/// for a person by SMS, the agents stop answering, a member of staff takes the conversation
+/// and writes (sent by the outbox through Twilio's REST API), then gives it back and the
+/// agents answer again. Then the tenant brings its own model (the installation has none):
+/// web chat is answered by it, and by the offline engine once the tenant removes it.
+fn handoff_and_own_model(dir: &Path, mut env: Vec<(&'static str, String)>) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let twilio = rt.block_on(testkit::fake_twilio::FakeTwilio::start(
+        "ACtest",
+        "twilio-secret",
+    ));
+    let model = rt.block_on(testkit::fake_llm::FakeOpenAi::start());
+    model.set_default_text("Answered by the tenant's own model.");
+    let http = free_port();
+    env.push(("CONCIERGE_HTTP__LISTEN", format!("127.0.0.1:{http}")));
+    env.push((
+        "CONCIERGE_ADMIN__LISTEN",
+        format!("127.0.0.1:{}", free_port()),
+    ));
+    env.push(("CONCIERGE_TWILIO__ACCOUNT_SID", "ACtest".into()));
+    env.push(("CONCIERGE_TWILIO__AUTH_TOKEN", "twilio-secret".into()));
+    env.push(("CONCIERGE_TWILIO__API_BASE", twilio.base_url()));
+    env.push(("CONCIERGE_TWILIO__SEND_INTERVAL_MS", "0".into()));
+    env.push(("CONCIERGE_WORKER__POLL_INTERVAL_MS", "50".into()));
+    env.push(("CONCIERGE_LLM__TENANT_PRIVATE_ENDPOINTS", "true".into()));
+    let tenant = tenant_with_entry(
+        dir,
+        &env,
+        ("Salon", "+15550004444"),
+        ("Opening hours", "We are open from 9am to 6pm."),
+    );
+    let key = api_key(dir, &env, &tenant);
+    let base = format!("http://127.0.0.1:{http}");
+    let server = Server(
+        command(dir, &env, &["all"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start concierge all"),
+    );
+    let started = Instant::now();
+    while get(&format!("{base}/ready"), None).0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(20), "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = |sid: &str, body: &str| {
+        let out = concierge(
+            dir,
+            &env,
+            &[
+                "simulate",
+                "sms",
+                "--from",
+                "+15557654321",
+                "--to",
+                "+15550004444",
+                "--body",
+                body,
+                "--sid",
+                sid,
+                "--url",
+                &base,
+                "--json",
+            ],
+        );
+        let answer = json(&out);
+        assert_eq!(answer["status"], 200, "{answer}");
+        answer["body"].as_str().unwrap_or_default().to_owned()
+    };
+    let api = |method: reqwest::Method, path: &str, body: Option<&serde_json::Value>| {
+        call(method, &format!("{base}/api/v1{path}"), &key, body)
+    };
+
+    let first = text(
+        "SM00000000000000000000000000000001",
+        "I want to talk to a human",
+    );
+    assert!(
+        first.contains("<Message>"),
+        "the agents answer the request: {first}"
+    );
+    let (status, inbox) = api(reqwest::Method::GET, "/handoffs", None);
+    assert_eq!(status, 200, "{inbox}");
+    assert_eq!(inbox["items"][0]["handoff"], "pending", "{inbox}");
+    let conversation = inbox["items"][0]["id"].as_str().unwrap().to_owned();
+
+    // Waiting for staff: recorded, not answered.
+    let waiting = text("SM00000000000000000000000000000002", "hello? anyone?");
+    assert!(!waiting.contains("<Message>"), "{waiting}");
+
+    let (status, sent) = api(
+        reqwest::Method::POST,
+        &format!("/conversations/{conversation}/messages"),
+        Some(&serde_json::json!({"text": "Hi, Marie here. How can I help?", "staff": "Marie"})),
+    );
+    assert_eq!(status, 201, "{sent}");
+    assert_eq!(sent["author"], "staff", "{sent}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !twilio
+        .sent()
+        .iter()
+        .any(|m| m.body == "Hi, Marie here. How can I help?" && m.to == "+15557654321")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "staff SMS never reached Twilio: {:?}",
+            twilio.sent()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, c) = api(reqwest::Method::GET, "/handoffs", None);
+    assert_eq!(c["items"][0]["handoff"], "human");
+    assert_eq!(c["items"][0]["handoff_staff"], "Marie");
+    let still = text(
+        "SM00000000000000000000000000000003",
+        "what are your opening hours?",
+    );
+    assert!(!still.contains("<Message>"), "a person has it: {still}");
+
+    let (status, back) = api(
+        reqwest::Method::DELETE,
+        &format!("/conversations/{conversation}/handoff"),
+        None,
+    );
+    assert_eq!(
+        (status, back["handoff"].as_str()),
+        (200, Some("bot")),
+        "{back}"
+    );
+    let answered = text(
+        "SM00000000000000000000000000000004",
+        "what are your opening hours?",
+    );
+    assert!(answered.contains("9am to 6pm"), "{answered}");
+
+    // The tenant's own model; the installation has none.
+    let chat = |message: &str| {
+        let (status, reply) = api(
+            reqwest::Method::POST,
+            "/chat/messages",
+            Some(&serde_json::json!({ "message": message })),
+        );
+        assert_eq!(status, 200, "{reply}");
+        reply["reply"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(
+        chat("what are your opening hours?"),
+        "We are open from 9am to 6pm."
+    );
+    let settings = serde_json::json!({"providers": [{
+        "provider": "openai_compatible", "model": "salon-model", "base_url": model.base_url()
+    }]});
+    let (status, set) = api(reqwest::Method::PUT, "/model-settings", Some(&settings));
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(chat("hello"), "Answered by the tenant's own model.");
+    assert_eq!(model.requests()[0]["model"], "salon-model");
+    let (status, _) = api(reqwest::Method::DELETE, "/model-settings", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        chat("what are your opening hours?"),
+        "We are open from 9am to 6pm."
+    );
+    assert_eq!(model.calls(), 1);
+    drop(server);
+}
+
+#[test]
+fn sqlite_handoff_and_own_model() {
+    let dir = tempfile::tempdir().unwrap();
+    handoff_and_own_model(dir.path(), Vec::new());
+}
+
+#[test]
+fn postgres_handoff_and_own_model() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(testkit::TestDb::postgres());
+    let dir = tempfile::tempdir().unwrap();
+    handoff_and_own_model(dir.path(), postgres_env(&db, 10));
+    rt.block_on(db.cleanup());
+}

@@ -2,6 +2,7 @@
 //! path. Nothing here performs I/O; storage, HTTP and crypto live in other crates.
 
 pub mod consent;
+pub mod handoff;
 pub mod ids;
 pub mod jobs;
 pub mod message;
@@ -9,6 +10,7 @@ pub mod phone;
 pub mod tenant;
 
 pub use consent::ConsentKeyword;
+pub use handoff::{Handoff, HandoffEvent};
 pub use ids::{
     ApiKeyId, ConversationId, EndUserId, FactId, JobId, KbEntryId, MessageId, ReminderId,
     StaffUserId, TenantId,

@@ -23,6 +23,10 @@ pub struct HttpSettings {
     pub idle_timeout: Duration,
     /// The whole call, body included.
     pub total_timeout: Duration,
+    /// Connect only to public addresses (not loopback, private, link-local...), follow no
+    /// redirect: for endpoints a tenant chose, so a tenant cannot reach the installation's
+    /// own network through the model client.
+    pub public_only: bool,
 }
 
 impl Default for HttpSettings {
@@ -32,16 +36,45 @@ impl Default for HttpSettings {
             first_byte_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             total_timeout: Duration::from_secs(120),
+            public_only: false,
         }
     }
 }
 
 pub(crate) fn client(settings: &HttpSettings) -> Result<reqwest::Client, LlmError> {
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(settings.connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(Duration::from_secs(90));
+    if settings.public_only {
+        builder = builder
+            .dns_resolver(PublicOnly)
+            .redirect(reqwest::redirect::Policy::none());
+    }
+    builder
         .build()
         .map_err(|e| LlmError::Transport(format!("cannot build HTTP client: {e}")))
+}
+
+/// Resolves names with the system resolver and keeps only public addresses, so a name that
+/// resolves (or is re-pointed) to an internal address is never connected to. Addresses
+/// written in the URL itself are checked when the endpoint is accepted
+/// ([`crate::providers::check_endpoint`]).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let public: Vec<std::net::SocketAddr> = found
+                .filter(|a| crate::providers::is_public(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// Sends the request and waits for a successful status. Non-2xx answers become errors.

@@ -15,6 +15,8 @@ pub mod embed;
 pub mod gemini;
 mod http;
 pub mod openai;
+pub mod pricing;
+pub mod providers;
 mod resilient;
 mod sse;
 
@@ -28,6 +30,8 @@ use serde::{Deserialize, Serialize};
 pub use cache::{CacheConfig, Cached, ResponseCache};
 pub use embed::{EmbedLimits, Embedder, Embeddings, cosine, normalize};
 pub use http::HttpSettings;
+pub use pricing::{PriceTable, Prices};
+pub use providers::{ModelSettings, ProviderKind, ProviderSettings};
 pub use resilient::{BreakerState, Provider, Resilient, ResilientEmbedder, RetryPolicy};
 pub use sse::SseParser;
 

@@ -185,6 +185,7 @@ fn quick() -> HttpSettings {
         first_byte_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(2),
         total_timeout: Duration::from_secs(5),
+        public_only: false,
     }
 }
 

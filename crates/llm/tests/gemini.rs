@@ -147,6 +147,7 @@ fn gemini(url: &str) -> GeminiChat {
             first_byte_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(2),
             total_timeout: Duration::from_secs(5),
+            public_only: false,
         },
         ..GeminiConfig::new(KEY.to_owned().into(), "gemini-2.0-flash")
     })

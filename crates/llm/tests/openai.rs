@@ -102,6 +102,7 @@ fn quick() -> HttpSettings {
         first_byte_timeout: Duration::from_millis(500),
         idle_timeout: Duration::from_millis(300),
         total_timeout: Duration::from_secs(5),
+        public_only: false,
     }
 }
 
@@ -162,6 +163,42 @@ fn request_with_history() -> ChatRequest {
     r.tools = vec![booking_tool()];
     r.max_tokens = 300;
     r
+}
+
+/// A client for a tenant's endpoint connects to public addresses only: a name that resolves
+/// to loopback is refused before any byte is sent, the same server is reached otherwise.
+#[tokio::test]
+async fn public_only_clients_never_reach_internal_addresses() {
+    let (fake, url) = fake().await;
+    let port = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/v1")
+        .to_owned();
+    let by_name = format!("http://localhost:{port}/v1");
+    let guarded = OpenAiChat::new(OpenAiConfig {
+        base_url: by_name.clone(),
+        http: HttpSettings {
+            public_only: true,
+            ..quick()
+        },
+        ..OpenAiConfig::openai("sk-test".to_owned().into(), "gpt-test")
+    })
+    .unwrap();
+    let err = guarded.complete(&request_with_history()).await.unwrap_err();
+    assert!(matches!(err, LlmError::Transport(_)), "{err:?}");
+    assert!(fake.requests.lock().unwrap().is_empty(), "nothing was sent");
+    // The same endpoint without the guard answers.
+    fake.push(ok(completion(
+        &json!({"role": "assistant", "content": "hi"}),
+        "stop",
+    )));
+    let answer = openai(&by_name)
+        .complete(&request_with_history())
+        .await
+        .unwrap();
+    assert_eq!(answer.text(), "hi");
 }
 
 #[tokio::test]

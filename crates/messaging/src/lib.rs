@@ -77,6 +77,9 @@ pub enum InboundKind {
     Keyword,
     /// From an opted-out number: recorded, not answered.
     OptedOut,
+    /// To a conversation a person has (or is about to take): recorded for staff, no agent
+    /// turn.
+    WithStaff,
 }
 
 impl InboundKind {
@@ -87,6 +90,7 @@ impl InboundKind {
             Self::Deferred => "deferred",
             Self::Duplicate => "duplicate",
             Self::Keyword => "keyword",
+            Self::WithStaff => "with_staff",
             Self::OptedOut => "opted_out",
         }
     }
@@ -133,6 +137,65 @@ impl Messaging {
     #[must_use]
     pub fn stores(&self) -> &Stores {
         &self.stores
+    }
+
+    /// The tenant's settings changed through this process (profiles, model providers).
+    pub fn settings_changed(&self, tenant: TenantId) {
+        self.engine.settings_changed(tenant);
+    }
+
+    /// Sends a member of staff's message to the customer, on the channel of the
+    /// conversation's latest message: SMS through the outbox, web chat stored for the
+    /// visitor. The conversation passes to that person (agents stop answering it) in the
+    /// same transaction. `id` makes a retried request write nothing twice.
+    pub async fn staff_reply(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        id: MessageId,
+        text: &str,
+        staff: &str,
+    ) -> Result<store::StaffReplyOutcome, MessagingError> {
+        let latest = self
+            .stores
+            .data
+            .list_messages(tenant, conversation, store::Page::new(1, None))
+            .await?;
+        let Some(latest) = latest.first() else {
+            return Err(MessagingError::NotFound);
+        };
+        let channel = latest.channel;
+        let key = self.vault.data_key(tenant).await?;
+        let delivery = match channel {
+            Channel::Sms => Delivery::Outbox {
+                max_attempts: self.config.max_attempts,
+            },
+            Channel::WebChat => Delivery::Stored,
+        };
+        let outcome = self
+            .stores
+            .data
+            .record_staff_reply(
+                tenant,
+                store::StaffReply {
+                    id,
+                    conversation_id: conversation,
+                    channel,
+                    body: key.encrypt_str(tenant, columns::MESSAGE_BODY, text),
+                    staff: staff.to_owned(),
+                    delivery,
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => MessagingError::NotFound,
+                e => e.into(),
+            })?;
+        if matches!(outcome, store::StaffReplyOutcome::Recorded(_)) {
+            metrics::counter!("concierge_staff_messages_total", "channel" => channel.as_str())
+                .increment(1);
+        }
+        Ok(outcome)
     }
 
     fn turn_plan(&self, holder: Option<String>) -> TurnPlan {
@@ -219,10 +282,15 @@ impl Messaging {
             });
         }
         let Some(job) = recorded.turn_job else {
-            count_inbound(Channel::Sms, InboundKind::OptedOut);
+            let kind = if recorded.opted_out {
+                InboundKind::OptedOut
+            } else {
+                InboundKind::WithStaff
+            };
+            count_inbound(Channel::Sms, kind);
             return Ok(SmsReply {
                 text: None,
-                outcome: InboundKind::OptedOut,
+                outcome: kind,
                 turn: None,
                 conversation_id: Some(recorded.conversation_id),
             });
@@ -244,7 +312,7 @@ impl Messaging {
             tenant.id,
             recorded.conversation_id,
             recorded.message_id,
-            self.engine.history_window(),
+            self.engine.history_window(tenant.id),
         )
         .await?;
         let input = TurnInput {
@@ -307,7 +375,7 @@ impl Messaging {
             Err(e) => return Err(e.into()),
         };
         let Some(job) = recorded.turn_job else {
-            count_inbound(Channel::WebChat, InboundKind::OptedOut);
+            count_inbound(Channel::WebChat, InboundKind::WithStaff);
             return Ok(ChatReply {
                 conversation_id: recorded.conversation_id,
                 message_id: recorded.message_id,
@@ -330,7 +398,7 @@ impl Messaging {
             tenant,
             recorded.conversation_id,
             recorded.message_id,
-            self.engine.history_window(),
+            self.engine.history_window(tenant),
         )
         .await?;
         let input = TurnInput {
@@ -416,7 +484,8 @@ impl Messaging {
                 };
                 match self.stores.data.record_reply(tenant, reply).await {
                     Ok(_) => Ok(Some((text, info))),
-                    // The lease was lost: a worker owns the turn now and will answer.
+                    // The lease was lost (a worker owns the turn now and will answer), or a
+                    // person took the conversation during the turn (staff answer).
                     Err(StoreError::Conflict(_)) => Ok(None),
                     Err(e) => Err(e.into()),
                 }
@@ -494,6 +563,7 @@ pub(crate) async fn load_history(
                 id: m.id,
                 direction: m.direction,
                 text: key.decrypt_string(tenant, columns::MESSAGE_BODY, &m.body)?,
+                from_staff: m.sent_by.is_some(),
             })
         })
         .collect()

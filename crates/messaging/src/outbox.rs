@@ -182,8 +182,9 @@ impl Outbox {
         ) else {
             return Ok(JobOutcome::Done);
         };
-        if c.handoff_at.is_none() {
-            return Ok(JobOutcome::Done); // staff already took it back
+        if c.handoff != domain::Handoff::Pending {
+            // Back with the agents, or a person already has it: nobody needs telling.
+            return Ok(JobOutcome::Done);
         }
         let Some(profiles) = &self.profiles else {
             return Ok(JobOutcome::Done);
@@ -268,6 +269,13 @@ impl Outbox {
             .await
             .map_err(transient)?
             .ok_or_else(|| JobOutcome::Fatal("conversation vanished".into()))?;
+        // A person has the conversation (or is about to): agents start no turn; staff see
+        // the message in the conversation.
+        if !conversation.handoff.agents_answer() {
+            metrics::counter!("concierge_turns_total", "mode" => "worker", "outcome" => "with_staff", "engine" => "none").increment(1);
+            let _ = self.stores.queue.complete(job.id, &job.lease).await;
+            return Ok(JobOutcome::Done);
+        }
         // One turn per conversation: wait while another turn of it runs. The hold is named
         // after this job (a worker runs several jobs under one lease holder).
         let holder = turn_holder(job);
@@ -344,7 +352,7 @@ impl Outbox {
             tenant,
             conversation.id,
             id,
-            self.engine.history_window(),
+            self.engine.history_window(tenant),
         )
         .await
         .map_err(transient)?;

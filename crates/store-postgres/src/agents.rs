@@ -209,6 +209,45 @@ pub(crate) async fn default_profile(
     Ok(name.flatten())
 }
 
+// --- per-tenant model settings ---------------------------------------------------------------
+
+pub(crate) async fn model_settings(
+    store: &PgStore,
+    tenant: TenantId,
+) -> StoreResult<Option<Vec<u8>>> {
+    let mut tx = store.tenant_tx(tenant).await?;
+    let sealed: Option<Option<Vec<u8>>> =
+        sqlx::query_scalar("SELECT model_cipher FROM tenant_settings WHERE tenant_id = $1")
+            .bind(tenant.into_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(sealed.flatten())
+}
+
+/// Upserts the tenant's settings row, leaving its default profile as it is; the foreign key
+/// to `tenants` makes an unknown tenant `NotFound`.
+pub(crate) async fn set_model_settings(
+    store: &PgStore,
+    tenant: TenantId,
+    sealed: Option<&[u8]>,
+) -> StoreResult<()> {
+    let mut tx = store.tenant_tx(tenant).await?;
+    sqlx::query(
+        "INSERT INTO tenant_settings AS s (tenant_id, model_cipher, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant_id) DO UPDATE SET model_cipher = excluded.model_cipher, updated_at = excluded.updated_at",
+    )
+    .bind(tenant.into_uuid())
+    .bind(sealed)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(())
+}
+
 pub(crate) async fn set_default_profile(
     store: &PgStore,
     tenant: TenantId,

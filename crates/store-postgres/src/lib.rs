@@ -25,8 +25,9 @@ use store::{
     ApiKey, Backend, ConsentEvent, Contact, Conversation, ConversationState, Delivery,
     DuplicateInbound, EndUser, Fact, InboundMessage, InboundOutcome, KbEntry, KbEntryInput, KbHit,
     MigrationStatus, NewApiKey, NewFact, NewReminder, NewTenant, NewTurnStep, OutboundSms, Page,
-    RecordedInbound, Reminder, ReminderDelivery, ReplyMessage, StatusUpdate, Store, StoreError,
-    StoreResult, StoredDataKey, StoredMessage, StoredProfile, Tenant, TurnStep,
+    RecordedInbound, Reminder, ReminderDelivery, ReplyMessage, StaffReply, StaffReplyOutcome,
+    StatusUpdate, Store, StoreError, StoreResult, StoredDataKey, StoredMessage, StoredProfile,
+    Tenant, TurnStep,
 };
 use tokio::sync::{Notify, OnceCell};
 
@@ -253,15 +254,27 @@ pub(crate) const fn reply_status(delivery: &Delivery) -> MessageStatus {
     }
 }
 
+/// What `concierge_record_reply` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReplyOutcome {
+    Recorded,
+    /// The turn job is no longer held by this lease: nothing was written.
+    LeaseLost,
+    /// A person has the conversation: the turn job was completed and the turn given back,
+    /// but the turn's reply was not recorded.
+    WithPerson,
+}
+
 /// Records an outbound message, bumps its conversation, completes the turn job if one is
 /// given and enqueues the send job for outbox delivery, in one statement (in `executor`'s
-/// transaction, or its own). False when the turn job's lease no longer holds it (nothing
-/// written); `NotFound` when the conversation is not the tenant's.
+/// transaction, or its own). A turn's reply (one with a turn job) to a conversation a person
+/// has is not recorded (see migrations/0007_handoff.sql); `NotFound` when the conversation
+/// is not the tenant's.
 pub(crate) async fn call_record_reply(
     executor: impl sqlx::PgExecutor<'_>,
     tenant: TenantId,
     call: &ReplyCall<'_>,
-) -> StoreResult<bool> {
+) -> StoreResult<ReplyOutcome> {
     let status = reply_status(call.delivery);
     let (turn_job, holder, attempt) = match call.turn_job {
         Some((job, lease)) => (
@@ -296,23 +309,53 @@ pub(crate) async fn call_record_reply(
     .bind(send_attempts)
     .fetch_one(executor)
     .await;
-    match outcome {
-        Ok(o) => Ok(o == "recorded"),
+    let outcome = match outcome {
+        Ok(o) => o,
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("CCNF0") => {
-            Err(StoreError::NotFound)
+            return Err(StoreError::NotFound);
         }
-        Err(e) => Err(db_err(e)),
+        Err(e) => return Err(db_err(e)),
+    };
+    match outcome.as_str() {
+        "recorded" => Ok(ReplyOutcome::Recorded),
+        "lease_lost" => Ok(ReplyOutcome::LeaseLost),
+        "with_person" => Ok(ReplyOutcome::WithPerson),
+        other => Err(StoreError::Database(format!(
+            "concierge_record_reply returned {other:?}"
+        ))),
     }
 }
 
 /// The columns `rows::read_conversation` reads, in a literal so queries stay `&'static str`.
 macro_rules! conversation_columns {
     () => {
-        "id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at"
+        "id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff, handoff_at, handoff_staff"
     };
 }
 
-const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, direction, channel, body_cipher, status, provider_sid, in_reply_to, error_code, created_at";
+const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, direction, channel, body_cipher, status, provider_sid, in_reply_to, error_code, created_at, sent_by";
+
+/// The name a hand-off event goes by in SQL (see `handoff_set!`).
+const fn handoff_event(event: domain::HandoffEvent) -> &'static str {
+    match event {
+        domain::HandoffEvent::Request => "request",
+        domain::HandoffEvent::Take => "take",
+        domain::HandoffEvent::Release => "release",
+    }
+}
+
+/// The assignments that move a conversation by a hand-off event, as `Handoff::after` does:
+/// `$1` the event (`handoff_event`), `$2` now, `$3` the member of staff. `handoff_at` is set
+/// when the conversation leaves the agents (kept while it stays with a person) and cleared
+/// on release; `take` records who took it, `request` keeps them, `release` clears them.
+macro_rules! handoff_set {
+    () => {
+        "handoff = CASE $1::text WHEN 'request' THEN (CASE WHEN handoff = 'bot' THEN 'pending' ELSE handoff END) \
+                                 WHEN 'take' THEN 'human' ELSE 'bot' END, \
+         handoff_at = CASE WHEN $1::text = 'release' THEN NULL ELSE COALESCE(handoff_at, $2) END, \
+         handoff_staff = CASE $1::text WHEN 'request' THEN handoff_staff WHEN 'take' THEN $3 ELSE NULL END"
+    };
+}
 
 #[async_trait]
 impl Store for PgStore {
@@ -542,10 +585,16 @@ impl Store for PgStore {
             delivery: &reply.delivery,
             turn_job: reply.turn_job.as_ref(),
         };
-        if !call_record_reply(&self.pool, tenant, &call).await? {
-            return Err(StoreError::Conflict(
-                "the turn job is no longer held by this lease".into(),
-            ));
+        match call_record_reply(&self.pool, tenant, &call).await? {
+            ReplyOutcome::Recorded => {}
+            ReplyOutcome::LeaseLost => {
+                return Err(StoreError::Conflict(
+                    "the turn job is no longer held by this lease".into(),
+                ));
+            }
+            ReplyOutcome::WithPerson => {
+                return Err(StoreError::Conflict("conversation is with a person".into()));
+            }
         }
         if matches!(reply.delivery, Delivery::Outbox { .. }) {
             self.wake.notify_waiters();
@@ -774,21 +823,23 @@ impl Store for PgStore {
         row.as_ref().map(rows::read_conversation).transpose()
     }
 
-    async fn set_handoff(
+    async fn update_handoff(
         &self,
         tenant: TenantId,
         id: ConversationId,
-        requested: bool,
+        event: domain::HandoffEvent,
+        staff: Option<&str>,
     ) -> StoreResult<Option<Conversation>> {
         let mut tx = self.tenant_tx(tenant).await?;
         let row = sqlx::query(concat!(
-            "UPDATE conversations SET handoff_at = CASE WHEN $1 THEN COALESCE(handoff_at, $2) END \
-             WHERE tenant_id = $3 AND id = $4 \
-             RETURNING ",
+            "UPDATE conversations SET ",
+            handoff_set!(),
+            " WHERE tenant_id = $4 AND id = $5 RETURNING ",
             conversation_columns!()
         ))
-        .bind(requested)
+        .bind(handoff_event(event))
         .bind(now_ms())
+        .bind(staff)
         .bind(tenant.into_uuid())
         .bind(id.into_uuid())
         .fetch_optional(&mut *tx)
@@ -796,6 +847,41 @@ impl Store for PgStore {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         row.as_ref().map(rows::read_conversation).transpose()
+    }
+
+    async fn list_handed_off(
+        &self,
+        tenant: TenantId,
+        page: Page,
+    ) -> StoreResult<Vec<Conversation>> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        // `handoff <> 'bot'` as in the partial index conversations_handed_off.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE tenant_id = $1 AND handoff <> 'bot' ORDER BY handoff_at, id LIMIT $2"
+        ))
+        .bind(tenant.into_uuid())
+        .bind(i64::from(page.limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        rows.iter().map(rows::read_conversation).collect()
+    }
+
+    async fn record_staff_reply(
+        &self,
+        tenant: TenantId,
+        reply: StaffReply,
+    ) -> StoreResult<StaffReplyOutcome> {
+        let outcome = staff_reply(self, tenant, &reply).await?;
+        if matches!(outcome, StaffReplyOutcome::Recorded(_))
+            && matches!(reply.delivery, Delivery::Outbox { .. })
+        {
+            self.wake.notify_waiters();
+        }
+        Ok(outcome)
     }
 
     async fn list_messages(
@@ -1049,6 +1135,14 @@ impl Store for PgStore {
         agents::set_default_profile(self, tenant, name).await
     }
 
+    async fn model_settings(&self, tenant: TenantId) -> StoreResult<Option<Vec<u8>>> {
+        agents::model_settings(self, tenant).await
+    }
+
+    async fn set_model_settings(&self, tenant: TenantId, sealed: Option<&[u8]>) -> StoreResult<()> {
+        agents::set_model_settings(self, tenant, sealed).await
+    }
+
     async fn conversation_state(
         &self,
         tenant: TenantId,
@@ -1233,6 +1327,104 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<KbEntry>> {
         kb_embeddings::to_embed(self, tenant, model, page).await
     }
+}
+
+/// A member of staff's message, in one tenant transaction (see `Store::record_staff_reply`).
+/// The conversation's row is locked first, so a retried request waits for the first one and
+/// then finds its message, and a concurrent agent reply or hand-off is ordered with it. Staff
+/// messages are rare: plain statements, not a function of the hot path.
+async fn staff_reply(
+    store: &PgStore,
+    tenant: TenantId,
+    reply: &StaffReply,
+) -> StoreResult<StaffReplyOutcome> {
+    let now = now_ms();
+    let t = tenant.into_uuid();
+    let mut tx = store.tenant_tx(tenant).await?;
+    let row = sqlx::query(
+        "SELECT u.opted_out, EXISTS (SELECT 1 FROM messages m \
+                 WHERE m.tenant_id = c.tenant_id AND m.conversation_id = c.id AND m.id = $3) AS recorded \
+         FROM conversations c JOIN end_users u ON u.id = c.end_user_id \
+         WHERE c.tenant_id = $1 AND c.id = $2 FOR UPDATE OF c",
+    )
+    .bind(t)
+    .bind(reply.conversation_id.into_uuid())
+    .bind(reply.id.into_uuid())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .ok_or(StoreError::NotFound)?;
+    let already: bool = row.try_get("recorded").map_err(db_err)?;
+    if already {
+        // A retried request: the first one's message, and nothing more.
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2");
+        let stored = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(t)
+            .bind(reply.id.into_uuid())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        return Ok(StaffReplyOutcome::Recorded(read_message(&stored)?));
+    }
+    let opted_out: bool = row.try_get("opted_out").map_err(db_err)?;
+    if opted_out && reply.channel == Channel::Sms {
+        tx.rollback().await.map_err(db_err)?;
+        return Ok(StaffReplyOutcome::OptedOut);
+    }
+    // HandoffEvent::Take (see `handoff_set!`), and the counters of an outbound message.
+    sqlx::query(
+        "UPDATE conversations SET handoff = 'human', handoff_staff = $1, \
+         handoff_at = COALESCE(handoff_at, $2), message_count = message_count + 1, last_message_at = $2 \
+         WHERE tenant_id = $3 AND id = $4",
+    )
+    .bind(&reply.staff)
+    .bind(now)
+    .bind(t)
+    .bind(reply.conversation_id.into_uuid())
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let status = reply_status(&reply.delivery);
+    let sql = format!(
+        "INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, body_cipher, \
+         status, status_rank, sent_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $9) RETURNING {MESSAGE_COLUMNS}"
+    );
+    let stored = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(reply.id.into_uuid())
+        .bind(t)
+        .bind(reply.conversation_id.into_uuid())
+        .bind(reply.channel.as_str())
+        .bind(&reply.body)
+        .bind(status.as_str())
+        .bind(status.rank())
+        .bind(&reply.staff)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if let Delivery::Outbox { max_attempts } = reply.delivery {
+        // As concierge_record_reply enqueues the send job of an agent's reply.
+        sqlx::query(
+            "INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, \
+             max_attempts, created_at, updated_at) \
+             VALUES ($1, $2, $3, jsonb_build_object('message_id', $4::uuid), $5, 'queued', $6, $7, $6, $6)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(t)
+        .bind(JobKind::SendSms.as_str())
+        .bind(reply.id.into_uuid())
+        .bind(format!("send_sms:{}", reply.id))
+        .bind(now)
+        .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(StaffReplyOutcome::Recorded(read_message(&stored)?))
 }
 
 async fn duplicate(

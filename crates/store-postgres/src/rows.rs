@@ -95,6 +95,7 @@ pub(crate) fn read_message(row: &PgRow) -> StoreResult<StoredMessage> {
         in_reply_to: reply.map(MessageId::from_uuid),
         error_code: get(row, "error_code")?,
         created_at: timestamp_from_ms(get(row, "created_at")?),
+        sent_by: get(row, "sent_by")?,
     })
 }
 
@@ -120,6 +121,7 @@ pub(crate) fn read_consent(row: &PgRow) -> StoreResult<ConsentEvent> {
 
 pub(crate) fn read_conversation(row: &PgRow) -> StoreResult<Conversation> {
     let count: i64 = get(row, "message_count")?;
+    let handoff: String = get(row, "handoff")?;
     Ok(Conversation {
         id: ConversationId::from_uuid(get(row, "id")?),
         tenant_id: TenantId::from_uuid(get(row, "tenant_id")?),
@@ -127,8 +129,14 @@ pub(crate) fn read_conversation(row: &PgRow) -> StoreResult<Conversation> {
         message_count: u64::try_from(count).unwrap_or(0),
         created_at: timestamp_from_ms(get(row, "created_at")?),
         last_message_at: timestamp_from_ms(get(row, "last_message_at")?),
+        handoff: parse_handoff(&handoff)?,
         handoff_at: get::<Option<i64>>(row, "handoff_at")?.map(timestamp_from_ms),
+        handoff_staff: get(row, "handoff_staff")?,
     })
+}
+
+pub(crate) fn parse_handoff(value: &str) -> StoreResult<domain::Handoff> {
+    value.parse().map_err(|_| corrupt("hand-off state", value))
 }
 
 pub(crate) fn read_kb(row: &PgRow) -> StoreResult<KbEntry> {

@@ -189,6 +189,43 @@ pub(crate) async fn default_profile(
     Ok(name.flatten())
 }
 
+// --- per-tenant model settings ---------------------------------------------------------------
+
+pub(crate) async fn model_settings(
+    store: &SqliteStore,
+    tenant: TenantId,
+) -> StoreResult<Option<Vec<u8>>> {
+    let sealed: Option<Option<Vec<u8>>> =
+        sqlx::query_scalar("SELECT model_cipher FROM tenant_settings WHERE tenant_id = ?")
+            .bind(tenant.into_uuid())
+            .fetch_optional(&store.pool)
+            .await
+            .map_err(db_err)?;
+    Ok(sealed.flatten())
+}
+
+/// Upserts the tenant's settings row, leaving its default profile as it is; the foreign key
+/// to `tenants` makes an unknown tenant `NotFound`.
+pub(crate) async fn set_model_settings(
+    store: &SqliteStore,
+    tenant: TenantId,
+    sealed: Option<&[u8]>,
+) -> StoreResult<()> {
+    let (_writer, mut tx) = store.write_tx().await?;
+    sqlx::query(
+        "INSERT INTO tenant_settings (tenant_id, model_cipher, updated_at) VALUES (?, ?, ?) \
+         ON CONFLICT (tenant_id) DO UPDATE SET model_cipher = excluded.model_cipher, updated_at = excluded.updated_at",
+    )
+    .bind(tenant.into_uuid())
+    .bind(sealed)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(())
+}
+
 pub(crate) async fn set_default_profile(
     store: &SqliteStore,
     tenant: TenantId,
@@ -567,16 +604,30 @@ pub(crate) async fn deliver_reminder(
         },
         Channel::WebChat => Delivery::Stored,
     };
-    let message = insert_outbound(
+    let conversation = ConversationId::from_uuid(get(&row, "conversation_id")?);
+    // A reminder the end user asked for is delivered whoever has the conversation.
+    sqlx::query(
+        "UPDATE conversations SET message_count = message_count + 1, last_message_at = ? \
+         WHERE tenant_id = ? AND id = ?",
+    )
+    .bind(now)
+    .bind(tenant.into_uuid())
+    .bind(conversation.into_uuid())
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let message = MessageId::new();
+    insert_outbound(
         &mut tx,
         tenant,
         &Outbound {
-            conversation: ConversationId::from_uuid(get(&row, "conversation_id")?),
+            id: message,
+            conversation,
             in_reply_to: None,
             channel,
             body: &body,
             delivery: &delivery,
-            turn_holders: None,
+            sent_by: None,
         },
         now,
     )

@@ -27,8 +27,9 @@ use store::{
     ApiKey, Backend, ConsentEvent, Contact, Conversation, ConversationState, Delivery,
     DuplicateInbound, EndUser, Fact, InboundMessage, InboundOutcome, KbEntry, KbEntryInput, KbHit,
     MigrationStatus, NewApiKey, NewFact, NewReminder, NewTenant, NewTurnStep, OutboundSms, Page,
-    RecordedInbound, Reminder, ReminderDelivery, ReplyMessage, StatusUpdate, Store, StoreError,
-    StoreResult, StoredDataKey, StoredMessage, StoredProfile, Tenant, TurnStep,
+    RecordedInbound, Reminder, ReminderDelivery, ReplyMessage, StaffReply, StaffReplyOutcome,
+    StatusUpdate, Store, StoreError, StoreResult, StoredDataKey, StoredMessage, StoredProfile,
+    Tenant, TurnStep,
 };
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
@@ -141,11 +142,33 @@ async fn tenant_numbers(
 /// The columns `rows::read_conversation` reads, in a literal so queries stay `&'static str`.
 macro_rules! conversation_columns {
     () => {
-        "id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff_at"
+        "id, tenant_id, end_user_id, message_count, created_at, last_message_at, handoff, handoff_at, handoff_staff"
     };
 }
 
-const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, direction, channel, body_cipher, status, provider_sid, in_reply_to, error_code, created_at";
+const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, direction, channel, body_cipher, status, provider_sid, in_reply_to, error_code, created_at, sent_by";
+
+/// The name a hand-off event goes by in SQL (see `handoff_set!`).
+const fn handoff_event(event: domain::HandoffEvent) -> &'static str {
+    match event {
+        domain::HandoffEvent::Request => "request",
+        domain::HandoffEvent::Take => "take",
+        domain::HandoffEvent::Release => "release",
+    }
+}
+
+/// The assignments that move a conversation by a hand-off event, as `Handoff::after` does:
+/// `?1` the event (`handoff_event`), `?2` now, `?3` the member of staff. `handoff_at` is set
+/// when the conversation leaves the agents (kept while it stays with a person) and cleared
+/// on release; `take` records who took it, `request` keeps them, `release` clears them.
+macro_rules! handoff_set {
+    () => {
+        "handoff = CASE ?1 WHEN 'request' THEN (CASE WHEN handoff = 'bot' THEN 'pending' ELSE handoff END) \
+                           WHEN 'take' THEN 'human' ELSE 'bot' END, \
+         handoff_at = CASE WHEN ?1 = 'release' THEN NULL ELSE COALESCE(handoff_at, ?2) END, \
+         handoff_staff = CASE ?1 WHEN 'request' THEN handoff_staff WHEN 'take' THEN ?3 ELSE NULL END"
+    };
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -468,7 +491,8 @@ impl Store for SqliteStore {
         .map_err(db_err)?;
 
         // One turn per conversation: an inline turn takes the conversation's turn in the
-        // same statement, if it is free; otherwise the worker waits for it.
+        // same statement, if it is free; otherwise the worker waits for it. Only a
+        // conversation the agents answer ('bot') gets a turn at all: the same statement says.
         let wants_turn = domain::consent::needs_turn(inbound.keyword, opted_out);
         let lease_ms = i64::try_from(inbound.turn.lease.as_millis()).unwrap_or(i64::MAX);
         let take = if wants_turn {
@@ -476,13 +500,14 @@ impl Store for SqliteStore {
         } else {
             None
         };
-        let inline: bool = sqlx::query_scalar(
+        let turn = sqlx::query(
             "UPDATE conversations SET message_count = message_count + 1, last_message_at = ?1, \
              tenant_number = COALESCE(?2, tenant_number), \
-             turn_holder = CASE WHEN ?3 IS NOT NULL AND (turn_until IS NULL OR turn_until < ?1) THEN ?3 ELSE turn_holder END, \
-             turn_until = CASE WHEN ?3 IS NOT NULL AND (turn_until IS NULL OR turn_until < ?1) THEN ?4 ELSE turn_until END \
+             turn_holder = CASE WHEN ?3 IS NOT NULL AND handoff = 'bot' AND (turn_until IS NULL OR turn_until < ?1) THEN ?3 ELSE turn_holder END, \
+             turn_until = CASE WHEN ?3 IS NOT NULL AND handoff = 'bot' AND (turn_until IS NULL OR turn_until < ?1) THEN ?4 ELSE turn_until END \
              WHERE id = ?5 \
-             RETURNING ?3 IS NOT NULL AND turn_holder IS ?3 AND turn_until IS ?4",
+             RETURNING ?3 IS NOT NULL AND handoff = 'bot' AND turn_holder IS ?3 AND turn_until IS ?4 AS inline, \
+                       handoff = 'bot' AS agents",
         )
         .bind(now)
         .bind(inbound.tenant_number.as_ref().map(PhoneNumber::as_str))
@@ -492,6 +517,8 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
+        let inline: bool = turn.try_get("inline").map_err(db_err)?;
+        let agents: bool = turn.try_get("agents").map_err(db_err)?;
 
         if let Some(keyword) = inbound.keyword {
             sqlx::query(
@@ -508,7 +535,7 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
         }
 
-        let turn_job = if wants_turn {
+        let turn_job = if wants_turn && agents {
             let job = JobId::new();
             let plan = &inbound.turn;
             let (status, locked_until, holder) = if inline {
@@ -576,20 +603,52 @@ impl Store for SqliteStore {
                 "the turn job is no longer held by this lease".into(),
             ));
         }
-        let id = insert_outbound(
+        // The turn's reply gives the conversation's turn back, under its lease holder
+        // (inline) or "<lease holder>:<job id>" (worker). A turn's reply (one with a turn
+        // job) to a conversation a person has is not recorded; other outbound messages
+        // (consent keyword answers) are.
+        let (inline_holder, worker_holder) = match &reply.turn_job {
+            Some((job, lease)) => (
+                Some(lease.holder.as_str()),
+                Some(format!("{}:{job}", lease.holder)),
+            ),
+            None => (None, None),
+        };
+        let handoff: Option<String> = sqlx::query_scalar(
+            "UPDATE conversations SET \
+             message_count = message_count + CASE WHEN ?1 AND handoff = 'human' THEN 0 ELSE 1 END, \
+             last_message_at = CASE WHEN ?1 AND handoff = 'human' THEN last_message_at ELSE ?2 END, \
+             turn_holder = CASE WHEN turn_holder IN (?3, ?4) THEN NULL ELSE turn_holder END, \
+             turn_until = CASE WHEN turn_holder IN (?3, ?4) THEN NULL ELSE turn_until END \
+             WHERE tenant_id = ?5 AND id = ?6 RETURNING handoff",
+        )
+        .bind(reply.turn_job.is_some())
+        .bind(now)
+        .bind(inline_holder)
+        .bind(worker_holder.as_deref())
+        .bind(tenant.into_uuid())
+        .bind(reply.conversation_id.into_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let handoff = rows::parse_handoff(&handoff.ok_or(StoreError::NotFound)?)?;
+        if reply.turn_job.is_some() && !handoff.agent_reply_allowed() {
+            // The turn job is completed and the turn given back; the reply is dropped.
+            tx.commit().await.map_err(db_err)?;
+            return Err(StoreError::Conflict("conversation is with a person".into()));
+        }
+        let id = MessageId::new();
+        insert_outbound(
             &mut tx,
             tenant,
             &Outbound {
+                id,
                 conversation: reply.conversation_id,
                 in_reply_to: Some(reply.in_reply_to),
                 channel: reply.channel,
                 body: &reply.body,
                 delivery: &reply.delivery,
-                // The turn's reply gives the conversation's turn back.
-                turn_holders: reply
-                    .turn_job
-                    .as_ref()
-                    .map(|(job, lease)| (lease.holder.as_str(), format!("{}:{job}", lease.holder))),
+                sent_by: None,
             },
             now,
         )
@@ -806,21 +865,23 @@ impl Store for SqliteStore {
         row.as_ref().map(rows::read_conversation).transpose()
     }
 
-    async fn set_handoff(
+    async fn update_handoff(
         &self,
         tenant: TenantId,
         id: ConversationId,
-        requested: bool,
+        event: domain::HandoffEvent,
+        staff: Option<&str>,
     ) -> StoreResult<Option<Conversation>> {
         let (_writer, mut tx) = self.write_tx().await?;
         let row = sqlx::query(concat!(
-            "UPDATE conversations SET handoff_at = CASE WHEN ? THEN COALESCE(handoff_at, ?) END \
-             WHERE tenant_id = ? AND id = ? \
-             RETURNING ",
+            "UPDATE conversations SET ",
+            handoff_set!(),
+            " WHERE tenant_id = ?4 AND id = ?5 RETURNING ",
             conversation_columns!()
         ))
-        .bind(requested)
+        .bind(handoff_event(event))
         .bind(now_ms())
+        .bind(staff)
         .bind(tenant.into_uuid())
         .bind(id.into_uuid())
         .fetch_optional(&mut *tx)
@@ -828,6 +889,98 @@ impl Store for SqliteStore {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         row.as_ref().map(rows::read_conversation).transpose()
+    }
+
+    async fn list_handed_off(
+        &self,
+        tenant: TenantId,
+        page: Page,
+    ) -> StoreResult<Vec<Conversation>> {
+        // `handoff <> 'bot'` as in the partial index conversations_handed_off.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE tenant_id = ? AND handoff <> 'bot' ORDER BY handoff_at, id LIMIT ?"
+        ))
+        .bind(tenant.into_uuid())
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(rows::read_conversation).collect()
+    }
+
+    async fn record_staff_reply(
+        &self,
+        tenant: TenantId,
+        reply: StaffReply,
+    ) -> StoreResult<StaffReplyOutcome> {
+        let now = now_ms();
+        let t = tenant.into_uuid();
+        let (_writer, mut tx) = self.write_tx().await?;
+        let row = sqlx::query(
+            "SELECT u.opted_out, EXISTS (SELECT 1 FROM messages m \
+                     WHERE m.tenant_id = c.tenant_id AND m.conversation_id = c.id AND m.id = ?3) AS recorded \
+             FROM conversations c JOIN end_users u ON u.id = c.end_user_id \
+             WHERE c.tenant_id = ?1 AND c.id = ?2",
+        )
+        .bind(t)
+        .bind(reply.conversation_id.into_uuid())
+        .bind(reply.id.into_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
+        let already: bool = row.try_get("recorded").map_err(db_err)?;
+        if already {
+            // A retried request: the first one's message, and nothing more.
+            let sql =
+                format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = ? AND id = ?");
+            let stored = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(t)
+                .bind(reply.id.into_uuid())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            return Ok(StaffReplyOutcome::Recorded(read_message(&stored)?));
+        }
+        let opted_out: bool = row.try_get("opted_out").map_err(db_err)?;
+        if opted_out && reply.channel == Channel::Sms {
+            return Ok(StaffReplyOutcome::OptedOut);
+        }
+        // HandoffEvent::Take (see `handoff_set!`), and the counters of an outbound message.
+        sqlx::query(
+            "UPDATE conversations SET handoff = 'human', handoff_staff = ?1, \
+             handoff_at = COALESCE(handoff_at, ?2), message_count = message_count + 1, last_message_at = ?2 \
+             WHERE tenant_id = ?3 AND id = ?4",
+        )
+        .bind(&reply.staff)
+        .bind(now)
+        .bind(t)
+        .bind(reply.conversation_id.into_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let stored = insert_outbound(
+            &mut tx,
+            tenant,
+            &Outbound {
+                id: reply.id,
+                conversation: reply.conversation_id,
+                in_reply_to: None,
+                channel: reply.channel,
+                body: &reply.body,
+                delivery: &reply.delivery,
+                sent_by: Some(&reply.staff),
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        if matches!(reply.delivery, Delivery::Outbox { .. }) {
+            self.wake.notify_waiters();
+        }
+        Ok(StaffReplyOutcome::Recorded(stored))
     }
 
     async fn list_messages(
@@ -1067,6 +1220,14 @@ impl Store for SqliteStore {
         agents::set_default_profile(self, tenant, name).await
     }
 
+    async fn model_settings(&self, tenant: TenantId) -> StoreResult<Option<Vec<u8>>> {
+        agents::model_settings(self, tenant).await
+    }
+
+    async fn set_model_settings(&self, tenant: TenantId, sealed: Option<&[u8]>) -> StoreResult<()> {
+        agents::set_model_settings(self, tenant, sealed).await
+    }
+
     async fn conversation_state(
         &self,
         tenant: TenantId,
@@ -1253,70 +1414,56 @@ impl Store for SqliteStore {
     }
 }
 
-/// An outbound message to record: a turn's reply, or a delivered reminder (which answers no
-/// inbound message).
+/// An outbound message to record: a turn's reply, a delivered reminder (which answers no
+/// inbound message), or a member of staff's message.
 pub(crate) struct Outbound<'a> {
+    pub id: MessageId,
     pub conversation: ConversationId,
     pub in_reply_to: Option<MessageId>,
     pub channel: Channel,
     pub body: &'a [u8],
     pub delivery: &'a Delivery,
-    /// The turn's names for the conversation's turn, given back with the message: its lease
-    /// holder (inline) and "<lease holder>:<job id>" (worker).
-    pub turn_holders: Option<(&'a str, String)>,
+    /// The member of staff who wrote it; None for the agents' messages.
+    pub sent_by: Option<&'a str>,
 }
 
-/// Records an outbound message in the tenant's conversation, bumps the conversation's
-/// counters, and for outbox delivery enqueues its `send_sms` job; `NotFound` when the
-/// conversation is not the tenant's. The caller wakes workers after committing.
+/// Records an outbound message in the tenant's conversation and, for outbox delivery,
+/// enqueues its `send_sms` job; `NotFound` when the conversation is not the tenant's. The
+/// caller counts the message in its conversation (with whatever else that update does) and
+/// wakes workers after committing.
 pub(crate) async fn insert_outbound(
     tx: &mut Transaction<'static, Sqlite>,
     tenant: TenantId,
     message: &Outbound<'_>,
     now: i64,
-) -> StoreResult<MessageId> {
+) -> StoreResult<StoredMessage> {
     let status = match message.delivery {
         Delivery::Inline => MessageStatus::RepliedInline,
         Delivery::Outbox { .. } => MessageStatus::Queued,
         Delivery::Stored => MessageStatus::Sent,
     };
-    let id = MessageId::new();
-    let inserted = sqlx::query(
-        "INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, body_cipher, status, status_rank, in_reply_to, created_at, updated_at) SELECT ?, tenant_id, id, 'outbound', ?, ?, ?, ?, ?, ?, ? FROM conversations WHERE tenant_id = ? AND id = ?",
-    )
-    .bind(id.into_uuid())
-    .bind(message.channel.as_str())
-    .bind(message.body)
-    .bind(status.as_str())
-    .bind(status.rank())
-    .bind(message.in_reply_to.map(MessageId::into_uuid))
-    .bind(now)
-    .bind(now)
-    .bind(tenant.into_uuid())
-    .bind(message.conversation.into_uuid())
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
-    if inserted.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
-    }
-    let (inline_holder, worker_holder) = match &message.turn_holders {
-        Some((lease, job)) => (Some(*lease), Some(job.as_str())),
-        None => (None, None),
-    };
-    sqlx::query(
-        "UPDATE conversations SET message_count = message_count + 1, last_message_at = ?1, \
-         turn_holder = CASE WHEN turn_holder IN (?2, ?3) THEN NULL ELSE turn_holder END, \
-         turn_until = CASE WHEN turn_holder IN (?2, ?3) THEN NULL ELSE turn_until END \
-         WHERE id = ?4",
-    )
-    .bind(now)
-    .bind(inline_holder)
-    .bind(worker_holder)
-    .bind(message.conversation.into_uuid())
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
+    let id = message.id;
+    let sql = format!(
+        "INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, body_cipher, status, status_rank, in_reply_to, sent_by, created_at, updated_at) \
+         SELECT ?, tenant_id, id, 'outbound', ?, ?, ?, ?, ?, ?, ?, ? FROM conversations WHERE tenant_id = ? AND id = ? \
+         RETURNING {MESSAGE_COLUMNS}"
+    );
+    let stored = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.into_uuid())
+        .bind(message.channel.as_str())
+        .bind(message.body)
+        .bind(status.as_str())
+        .bind(status.rank())
+        .bind(message.in_reply_to.map(MessageId::into_uuid))
+        .bind(message.sent_by)
+        .bind(now)
+        .bind(now)
+        .bind(tenant.into_uuid())
+        .bind(message.conversation.into_uuid())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
     if let Delivery::Outbox { max_attempts } = message.delivery {
         sqlx::query(
             "INSERT INTO jobs (id, tenant_id, kind, payload, idempotency_key, status, run_at, max_attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
@@ -1334,7 +1481,7 @@ pub(crate) async fn insert_outbound(
         .await
         .map_err(db_err)?;
     }
-    Ok(id)
+    read_message(&stored)
 }
 
 async fn insert_conversation(

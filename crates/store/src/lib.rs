@@ -98,7 +98,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records an inbound message in one transaction: finds or creates the end user and the
     /// conversation, claims the provider id (a replay is `Duplicate` and writes nothing),
     /// applies a consent keyword to the ledger, stores the message, and enqueues the turn
-    /// job when one is needed.
+    /// job when one is needed and the agents answer the conversation
+    /// ([`domain::Handoff::agents_answer`]): a message to a conversation that is with (or
+    /// waits for) a person is stored with no turn job and no inline turn.
     async fn record_inbound(
         &self,
         tenant: TenantId,
@@ -108,7 +110,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records the reply of a turn, completes the turn job if one is given (and gives back
     /// the conversation's turn if that turn holds it, under its lease holder or under
     /// `"<lease holder>:<job id>"`), and for outbox delivery enqueues the send job, all in
-    /// one transaction.
+    /// one transaction. When a person has the conversation (`Handoff::Human`) the reply is
+    /// not recorded: the turn job is still completed and the turn given back, and the call
+    /// returns `Conflict` (as it does when the turn job's lease was lost, where nothing is
+    /// written at all).
     async fn record_reply(&self, tenant: TenantId, reply: ReplyMessage) -> StoreResult<MessageId>;
 
     /// Takes the conversation's turn for `holder` until `ttl` from now, if no one holds it
@@ -175,14 +180,32 @@ pub trait Store: Send + Sync + 'static {
         tenant: TenantId,
         id: ConversationId,
     ) -> StoreResult<Option<Conversation>>;
-    /// Marks the conversation as waiting for a member of staff (keeping the first request's
-    /// time), or clears the mark. Returns the conversation, or None if it is not the tenant's.
-    async fn set_handoff(
+    /// Moves the conversation's hand-off state by `event` (see [`domain::Handoff::after`])
+    /// and returns the conversation, or None if it is not the tenant's. `handoff_at` is set
+    /// when the conversation leaves `Bot` (kept while it stays with a person) and cleared on
+    /// release; `Take` records `staff` as the person who has it (`Request` keeps whoever
+    /// had it, `Release` clears it).
+    async fn update_handoff(
         &self,
         tenant: TenantId,
         id: ConversationId,
-        requested: bool,
+        event: domain::HandoffEvent,
+        staff: Option<&str>,
     ) -> StoreResult<Option<Conversation>>;
+    /// The tenant's conversations that are `Pending` or `Human`, longest waiting first (by
+    /// `handoff_at`, then id); `page.after` is not used, `page.limit` is.
+    async fn list_handed_off(&self, tenant: TenantId, page: Page)
+    -> StoreResult<Vec<Conversation>>;
+    /// Records a staff member's message to the customer in one transaction: takes the
+    /// conversation (`HandoffEvent::Take` with `reply.staff`), stores the outbound message
+    /// (with `sent_by`), and for outbox delivery enqueues its send job. An SMS to an end user
+    /// who opted out is refused (`StaffReplyOutcome::OptedOut`) and nothing is written; a
+    /// conversation that is not the tenant's is `NotFound`.
+    async fn record_staff_reply(
+        &self,
+        tenant: TenantId,
+        reply: StaffReply,
+    ) -> StoreResult<StaffReplyOutcome>;
     async fn list_messages(
         &self,
         tenant: TenantId,
@@ -306,6 +329,13 @@ pub trait Store: Send + Sync + 'static {
     async fn default_profile(&self, tenant: TenantId) -> StoreResult<Option<String>>;
     /// Sets (or, with None, clears) the tenant's default profile; `NotFound` for no tenant.
     async fn set_default_profile(&self, tenant: TenantId, name: Option<&str>) -> StoreResult<()>;
+
+    // --- per-tenant model settings --------------------------------------------------------
+
+    /// The tenant's own model settings (sealed by the caller: they hold API keys), if set.
+    async fn model_settings(&self, tenant: TenantId) -> StoreResult<Option<Vec<u8>>>;
+    /// Sets (or, with None, clears) the tenant's model settings; `NotFound` for no tenant.
+    async fn set_model_settings(&self, tenant: TenantId, sealed: Option<&[u8]>) -> StoreResult<()>;
 
     // --- conversation state -------------------------------------------------------------
 

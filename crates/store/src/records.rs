@@ -188,6 +188,29 @@ pub struct StoredMessage {
     pub in_reply_to: Option<MessageId>,
     pub error_code: Option<String>,
     pub created_at: Timestamp,
+    /// The member of staff who wrote an outbound message; None for the agents' replies and
+    /// for inbound messages.
+    pub sent_by: Option<String>,
+}
+
+/// A member of staff's message to the customer (see `Store::record_staff_reply`).
+#[derive(Clone, Debug)]
+pub struct StaffReply {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub channel: Channel,
+    /// Encrypted body.
+    pub body: Vec<u8>,
+    /// Who wrote it (e.g. `api-key:<id>`), at most 200 characters.
+    pub staff: String,
+    pub delivery: Delivery,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StaffReplyOutcome {
+    Recorded(StoredMessage),
+    /// The end user opted out of SMS: nothing was written.
+    OptedOut,
 }
 
 /// An outbound SMS ready to hand to the provider.
@@ -231,8 +254,12 @@ pub struct Conversation {
     pub message_count: u64,
     pub created_at: Timestamp,
     pub last_message_at: Timestamp,
-    /// Since when the conversation waits for a member of staff; None when it does not.
+    /// Who answers: the agents, or a person (see [`domain::Handoff`]).
+    pub handoff: domain::Handoff,
+    /// Since when the conversation is with (or waits for) a person; None with the agents.
     pub handoff_at: Option<Timestamp>,
+    /// The member of staff who took the conversation (`Human`), as the API recorded them.
+    pub handoff_staff: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

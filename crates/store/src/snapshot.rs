@@ -5,6 +5,10 @@
 //! [`TABLES`] is the list of record: tables in restore order (parents before children), each
 //! with its columns and their portable kinds. The conformance suite checks that every table
 //! of either schema is in it or in [`NOT_BACKED_UP`], so a new table cannot be forgotten.
+//!
+//! A column added to a table after backups of it existed says how the rows of such an older
+//! backup fill it ([`Column::absent`]); [`TableSpec::layout`] maps a backup's column list onto
+//! this release's, so those backups still restore.
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -31,6 +35,29 @@ pub struct Column {
     pub name: &'static str,
     pub kind: ColumnKind,
     pub nullable: bool,
+    /// The value the column gets in rows of a backup taken before it existed; None for a
+    /// column every backup has.
+    pub absent: Option<Fill>,
+}
+
+/// How a column missing from an older backup is filled.
+#[derive(Clone, Copy, Debug)]
+pub enum Fill {
+    Null,
+    Text(&'static str),
+    /// Computed from the row's other columns (the backup's, already in place; the other
+    /// missing ones are `Null` at that point).
+    Derived(fn(&TableSpec, &Row) -> Cell),
+}
+
+impl Fill {
+    fn cell(self, table: &TableSpec, row: &Row) -> Cell {
+        match self {
+            Self::Null => Cell::Null,
+            Self::Text(text) => Cell::Text(text.to_owned()),
+            Self::Derived(f) => f(table, row),
+        }
+    }
 }
 
 /// One table of a snapshot.
@@ -65,6 +92,106 @@ impl TableSpec {
     pub fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
+
+    /// How rows of a backup that lists `columns` for this table (in the order of its
+    /// values) become rows of this release: the backup may list them in another order and
+    /// lack columns added since (see [`Column::absent`]).
+    ///
+    /// # Errors
+    /// A column this release does not know (a backup from a newer release), one listed
+    /// twice, or one missing that every backup must have.
+    pub fn layout(&'static self, columns: &[&str]) -> Result<Layout, String> {
+        let mut backup = Vec::with_capacity(columns.len());
+        for (i, name) in columns.iter().enumerate() {
+            let Some(at) = self.column(name) else {
+                return Err(format!(
+                    "the backup has a column {}.{name} this release does not know; restore it with the release that wrote it",
+                    self.name
+                ));
+            };
+            if columns[..i].contains(name) {
+                return Err(format!(
+                    "the backup lists the column {}.{name} twice",
+                    self.name
+                ));
+            }
+            backup.push(at);
+        }
+        if let Some(missing) = self
+            .columns
+            .iter()
+            .enumerate()
+            .find(|(at, c)| c.absent.is_none() && !backup.contains(at))
+        {
+            return Err(format!(
+                "the backup lacks the column {}.{}",
+                self.name, missing.1.name
+            ));
+        }
+        Ok(Layout {
+            table: self,
+            backup,
+        })
+    }
+}
+
+/// The columns of one table as a backup has them, and how its rows become rows of this
+/// release's [`TableSpec`] (see [`TableSpec::layout`]).
+#[derive(Clone, Debug)]
+pub struct Layout {
+    table: &'static TableSpec,
+    /// For each of the backup's values, in order, its column in `table`.
+    backup: Vec<usize>,
+}
+
+impl Layout {
+    #[must_use]
+    pub const fn table(&self) -> &'static TableSpec {
+        self.table
+    }
+
+    /// The backup's columns, in the order of its values: the kind each value is read as.
+    pub fn columns(&self) -> impl ExactSizeIterator<Item = &'static Column> + '_ {
+        let table = self.table;
+        self.backup.iter().map(move |&at| &table.columns[at])
+    }
+
+    /// Whether the backup's rows already are this release's (nothing to reorder or fill).
+    #[must_use]
+    pub fn is_current(&self) -> bool {
+        self.backup.len() == self.table.columns.len()
+            && self.backup.iter().enumerate().all(|(i, &at)| i == at)
+    }
+
+    /// A row of this release's table from a row of the backup's values.
+    ///
+    /// # Errors
+    /// When the number of values is not the backup's number of columns.
+    pub fn row(&self, values: Row) -> Result<Row, String> {
+        if values.len() != self.backup.len() {
+            return Err(format!(
+                "{}: a row has {} values, expected {}",
+                self.table.name,
+                values.len(),
+                self.backup.len()
+            ));
+        }
+        if self.is_current() {
+            return Ok(values);
+        }
+        let mut row = vec![Cell::Null; self.table.columns.len()];
+        for (&at, value) in self.backup.iter().zip(values) {
+            row[at] = value;
+        }
+        for (at, column) in self.table.columns.iter().enumerate() {
+            if !self.backup.contains(&at)
+                && let Some(fill) = column.absent
+            {
+                row[at] = fill.cell(self.table, &row);
+            }
+        }
+        Ok(row)
+    }
 }
 
 const fn col(name: &'static str, kind: ColumnKind) -> Column {
@@ -72,6 +199,7 @@ const fn col(name: &'static str, kind: ColumnKind) -> Column {
         name,
         kind,
         nullable: false,
+        absent: None,
     }
 }
 
@@ -80,7 +208,35 @@ const fn opt(name: &'static str, kind: ColumnKind) -> Column {
         name,
         kind,
         nullable: true,
+        absent: None,
     }
+}
+
+/// A nullable column added after backups of its table existed: NULL in their rows.
+const fn added_opt(name: &'static str, kind: ColumnKind) -> Column {
+    Column {
+        absent: Some(Fill::Null),
+        ..opt(name, kind)
+    }
+}
+
+/// A column added after backups of its table existed, filled in their rows by `fill`.
+const fn added(name: &'static str, kind: ColumnKind, fill: Fill) -> Column {
+    Column {
+        absent: Some(fill),
+        ..col(name, kind)
+    }
+}
+
+/// `conversations.handoff` for a row of a backup from before hand-off states: a conversation
+/// marked for staff (`handoff_at` set) waits for a person, as the migrations that added the
+/// column decided for stored rows; any other is the agents'.
+fn handoff_before_states(table: &TableSpec, row: &Row) -> Cell {
+    let marked = table
+        .column("handoff_at")
+        .and_then(|i| row.get(i))
+        .is_some_and(|at| *at != Cell::Null);
+    Cell::Text(if marked { "pending" } else { "bot" }.to_owned())
 }
 
 use ColumnKind::{Bool, Bytes, Int, Json, Text, Uuid as Id};
@@ -168,6 +324,8 @@ pub static TABLES: &[TableSpec] = &[
             col("created_at", Int),
             col("last_message_at", Int),
             opt("handoff_at", Int),
+            added("handoff", Text, Fill::Derived(handoff_before_states)),
+            added_opt("handoff_staff", Text),
         ],
         tenant_scoped: true,
         order_by: "id",
@@ -188,6 +346,7 @@ pub static TABLES: &[TableSpec] = &[
             opt("error_code", Text),
             col("created_at", Int),
             col("updated_at", Int),
+            added_opt("sent_by", Text),
         ],
         tenant_scoped: true,
         // UUIDv7: an inbound message sorts before the reply that names it.
@@ -251,6 +410,7 @@ pub static TABLES: &[TableSpec] = &[
             col("tenant_id", Id),
             opt("default_profile", Text),
             col("updated_at", Int),
+            added_opt("model_cipher", Bytes),
         ],
         tenant_scoped: true,
         order_by: "tenant_id",
@@ -558,5 +718,121 @@ impl RestoreCounts {
     #[must_use]
     pub fn total(&self) -> u64 {
         self.tables.iter().map(|(_, n)| n).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(table: &TableSpec) -> Vec<&'static str> {
+        table.columns.iter().map(|c| c.name).collect()
+    }
+
+    /// A value that fits `column`.
+    fn sample(column: &Column) -> Cell {
+        match column.kind {
+            ColumnKind::Uuid => Cell::Uuid(Uuid::now_v7()),
+            ColumnKind::Int => Cell::Int(7),
+            ColumnKind::Bool => Cell::Bool(true),
+            ColumnKind::Text => Cell::Text(column.name.to_owned()),
+            ColumnKind::Bytes => Cell::Bytes(vec![1]),
+            ColumnKind::Json => Cell::Json("{}".to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_current_backup_passes_through() {
+        let spec = table("conversations").unwrap();
+        let layout = spec.layout(&names(spec)).unwrap();
+        assert!(layout.is_current());
+        assert_eq!(layout.columns().len(), spec.columns.len());
+        let row: Row = spec.columns.iter().map(|_| Cell::Int(1)).collect();
+        assert_eq!(layout.row(row.clone()).unwrap(), row);
+        assert!(layout.row(row[1..].to_vec()).is_err(), "arity is checked");
+    }
+
+    /// A backup taken before hand-off states: the migrations' rule (a conversation marked
+    /// for staff waits for a person) applies to its rows too.
+    #[test]
+    fn an_older_backup_fills_the_columns_added_since() {
+        let spec = table("conversations").unwrap();
+        let old: Vec<&str> = names(spec)
+            .into_iter()
+            .filter(|c| !matches!(*c, "handoff" | "handoff_staff"))
+            .collect();
+        let layout = spec.layout(&old).unwrap();
+        assert!(!layout.is_current());
+        let values = |handoff_at: Cell| -> Row {
+            layout
+                .columns()
+                .map(|c| {
+                    if c.name == "handoff_at" {
+                        handoff_at.clone()
+                    } else {
+                        sample(c)
+                    }
+                })
+                .collect()
+        };
+        let get = |row: &Row, name: &str| row[spec.column(name).unwrap()].clone();
+        let agents = layout.row(values(Cell::Null)).unwrap();
+        check_row(spec, &agents).unwrap();
+        assert_eq!(get(&agents, "handoff"), Cell::Text("bot".into()));
+        assert_eq!(get(&agents, "handoff_staff"), Cell::Null);
+        assert_eq!(
+            get(&agents, "tenant_number"),
+            Cell::Text("tenant_number".into())
+        );
+        let marked = layout.row(values(Cell::Int(1_700_000_000_000))).unwrap();
+        check_row(spec, &marked).unwrap();
+        assert_eq!(get(&marked, "handoff"), Cell::Text("pending".into()));
+        assert_eq!(get(&marked, "handoff_at"), Cell::Int(1_700_000_000_000));
+
+        let messages = table("messages").unwrap();
+        let old: Vec<&str> = names(messages)
+            .into_iter()
+            .filter(|c| *c != "sent_by")
+            .collect();
+        let layout = messages.layout(&old).unwrap();
+        let row = layout.row(layout.columns().map(sample).collect()).unwrap();
+        check_row(messages, &row).unwrap();
+        assert_eq!(row[messages.column("sent_by").unwrap()], Cell::Null);
+    }
+
+    #[test]
+    fn columns_may_come_in_another_order() {
+        let spec = table("tenants").unwrap();
+        let layout = spec.layout(&["name", "created_at", "id"]).unwrap();
+        assert!(!layout.is_current());
+        let kinds: Vec<ColumnKind> = layout.columns().map(|c| c.kind).collect();
+        assert_eq!(kinds, [ColumnKind::Text, ColumnKind::Int, ColumnKind::Uuid]);
+        let id = Cell::Uuid(Uuid::nil());
+        let row = layout
+            .row(vec![Cell::Text("Acme".into()), Cell::Int(5), id.clone()])
+            .unwrap();
+        assert_eq!(row, [id, Cell::Text("Acme".into()), Cell::Int(5)]);
+    }
+
+    #[test]
+    fn unknown_duplicate_and_required_columns_are_refused() {
+        let spec = table("tenants").unwrap();
+        let err = spec
+            .layout(&["id", "name", "created_at", "colour"])
+            .unwrap_err();
+        assert!(err.contains("tenants.colour"), "{err}");
+        let err = spec
+            .layout(&["id", "name", "name", "created_at"])
+            .unwrap_err();
+        assert!(err.contains("twice"), "{err}");
+        // Only a column added since backups existed may be missing.
+        let err = spec.layout(&["id", "created_at"]).unwrap_err();
+        assert!(err.contains("tenants.name"), "{err}");
+        let conversations = table("conversations").unwrap();
+        let without: Vec<&str> = names(conversations)
+            .into_iter()
+            .filter(|c| *c != "handoff_at")
+            .collect();
+        assert!(conversations.layout(&without).is_err());
     }
 }

@@ -412,7 +412,12 @@ pub(crate) async fn hand_off(
     event: &'static str,
 ) -> Result<bool, store::StoreError> {
     let Some(conversation) = store
-        .set_handoff(ctx.tenant, ctx.conversation, true)
+        .update_handoff(
+            ctx.tenant,
+            ctx.conversation,
+            domain::HandoffEvent::Request,
+            None,
+        )
         .await?
     else {
         return Ok(false);

@@ -55,6 +55,8 @@ pub mod columns {
     pub const REMINDER: &str = "reminders.text";
     pub const STATE: &str = "conversation_state.data";
     pub const STEP: &str = "turn_steps.detail";
+    /// A tenant's own model providers (JSON with API keys).
+    pub const MODEL_SETTINGS: &str = "tenant_settings.model_cipher";
 }
 
 /// Encrypts and decrypts the end user's data with the tenant's key. The agent never sees

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::{
-    KnowledgeResponder, LlmEngine, LlmEngineConfig, PastMessage, Profiles, Registry, Sealer,
-    TurnError, TurnInput,
+    KnowledgeResponder, LlmEngine, LlmEngineConfig, ModelChoice, Models, PastMessage, Profiles,
+    Registry, Sealer, TenantModelsConfig, TurnError, TurnInput,
 };
 use domain::{Channel, MessageId, TenantId};
 use llm::openai::{OpenAiChat, OpenAiConfig};
@@ -40,6 +40,28 @@ pub fn engine_and_model(
     fake: &FakeOpenAi,
     config: LlmEngineConfig,
     forced: Option<&str>,
+) -> (LlmEngine, Arc<dyn llm::ChatModel>) {
+    engine_priced(
+        stores,
+        fake,
+        config,
+        forced,
+        llm::PriceTable::default(),
+        None,
+        TenantModelsConfig::default(),
+    )
+}
+
+/// [`engine_and_model`] with the installation's prices, a response cache, and how tenants'
+/// own models are built.
+pub fn engine_priced(
+    stores: &Stores,
+    fake: &FakeOpenAi,
+    config: LlmEngineConfig,
+    forced: Option<&str>,
+    prices: llm::PriceTable,
+    cache: Option<llm::CacheConfig>,
+    tenants: TenantModelsConfig,
 ) -> (LlmEngine, Arc<dyn llm::ChatModel>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let model = OpenAiChat::new(OpenAiConfig {
@@ -78,7 +100,15 @@ pub fn engine_and_model(
     ));
     (
         LlmEngine::new(
-            chain.clone(),
+            Arc::new(Models::new(
+                Some(ModelChoice::installation(
+                    chain.clone(),
+                    prices,
+                    cache.map(|c| llm::ResponseCache::new(chain.clone(), c)),
+                )),
+                stores.data.clone(),
+                tenants,
+            )),
             stores.data.clone(),
             registry,
             profiles,

@@ -10,6 +10,7 @@ mod consent;
 mod conversations;
 mod http;
 mod kb;
+mod model_settings;
 mod openapi;
 mod profiles;
 mod routes;
@@ -238,6 +239,7 @@ impl TestAppBuilder {
             max_body_bytes: 16 * 1024,
             request_timeout: self.request_timeout,
             default_profile: DEFAULT_PROFILE.into(),
+            tenant_private_endpoints: true,
         };
         let router = api::router(AppState::new(stores.clone(), messaging, config, Vec::new()));
         TestApp {
@@ -454,6 +456,19 @@ impl TestApp {
         let items = res.json()["items"].as_array().unwrap().clone();
         assert_eq!(items.len(), 1, "conversations: {items:?}");
         items[0]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The conversation of the SMS customer ([`CUSTOMER`]).
+    pub async fn only_sms_conversation(&self) -> String {
+        let user = self.end_user(CUSTOMER).await;
+        let res = self.get("/api/v1/conversations").await;
+        let items = res.json()["items"].as_array().unwrap().clone();
+        items
+            .iter()
+            .find(|c| c["end_user_id"] == user.id.to_string())
+            .and_then(|c| c["id"].as_str())
+            .expect("the SMS customer's conversation")
+            .to_owned()
     }
 
     // --- what is stored --------------------------------------------------------------------

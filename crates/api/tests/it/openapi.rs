@@ -38,14 +38,17 @@ fn document() -> serde_json::Value {
     serde_json::from_str(&api::openapi::document()).unwrap()
 }
 
-const PATHS: [&str; 10] = [
+const PATHS: [&str; 13] = [
     "/api/v1/chat/messages",
     "/api/v1/conversations",
     "/api/v1/conversations/{id}/handoff",
+    "/api/v1/conversations/{id}/handoff/take",
     "/api/v1/conversations/{id}/messages",
     "/api/v1/default-profile",
+    "/api/v1/handoffs",
     "/api/v1/kb",
     "/api/v1/kb/{id}",
+    "/api/v1/model-settings",
     "/api/v1/profiles",
     "/api/v1/profiles/{name}",
     "/api/v1/profiles/{name}/versions",
@@ -91,10 +94,13 @@ fn document_lists_every_api_route() {
             ("/api/v1/chat/messages", vec!["post"]),
             ("/api/v1/conversations", vec!["get"]),
             ("/api/v1/conversations/{id}/handoff", vec!["delete", "post"]),
-            ("/api/v1/conversations/{id}/messages", vec!["get"]),
+            ("/api/v1/conversations/{id}/handoff/take", vec!["post"]),
+            ("/api/v1/conversations/{id}/messages", vec!["get", "post"]),
             ("/api/v1/default-profile", vec!["put"]),
+            ("/api/v1/handoffs", vec!["get"]),
             ("/api/v1/kb", vec!["get", "post"]),
             ("/api/v1/kb/{id}", vec!["delete", "get", "put"]),
+            ("/api/v1/model-settings", vec!["delete", "get", "put"]),
             ("/api/v1/profiles", vec!["get"]),
             ("/api/v1/profiles/{name}", vec!["get", "put"]),
             ("/api/v1/profiles/{name}/versions", vec!["get"]),

@@ -512,7 +512,12 @@ tools = ["hand_off_to_human"]
         .unwrap();
     h.stores
         .data
-        .set_handoff(h.tenant.id, conversation.id, true)
+        .update_handoff(
+            h.tenant.id,
+            conversation.id,
+            domain::HandoffEvent::Request,
+            None,
+        )
         .await
         .unwrap();
     h.stores

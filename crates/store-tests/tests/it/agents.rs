@@ -22,6 +22,7 @@ conformance!(
     profile_versions_count_per_name_and_tenant,
     concurrent_profile_puts_take_distinct_versions,
     the_default_profile_is_set_and_cleared,
+    model_settings_are_set_cleared_and_kept_per_tenant,
     conversation_state_saves_with_optimistic_revisions,
     concurrent_first_saves_of_a_state_keep_one,
     facts_are_listed_newest_first_and_kept_per_end_user,
@@ -239,6 +240,67 @@ async fn the_default_profile_is_set_and_cleared(s: &Stores) {
             .unwrap_err(),
         StoreError::NotFound
     ));
+}
+
+async fn model_settings_are_set_cleared_and_kept_per_tenant(s: &Stores) {
+    let t = tenant(s, "Acme", "+15550000001").await;
+    let other = tenant(s, "Other", "+15550000002").await;
+    assert_eq!(s.data.model_settings(t).await.unwrap(), None);
+    // The settings row may already exist (a default profile): both settings are kept.
+    s.data.set_default_profile(t, Some("front")).await.unwrap();
+    s.data
+        .set_model_settings(t, Some(b"sealed:v1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.data.model_settings(t).await.unwrap().as_deref(),
+        Some(&b"sealed:v1"[..])
+    );
+    assert_eq!(
+        s.data.default_profile(t).await.unwrap().as_deref(),
+        Some("front")
+    );
+    s.data
+        .set_model_settings(t, Some(b"sealed:v2"))
+        .await
+        .unwrap();
+    s.data.set_default_profile(t, Some("sales")).await.unwrap();
+    assert_eq!(
+        s.data.model_settings(t).await.unwrap().as_deref(),
+        Some(&b"sealed:v2"[..]),
+        "setting the default profile keeps the model settings"
+    );
+    // Another tenant's are its own, and a first write creates the settings row.
+    assert_eq!(s.data.model_settings(other).await.unwrap(), None);
+    s.data
+        .set_model_settings(other, Some(b"theirs"))
+        .await
+        .unwrap();
+    assert_eq!(s.data.default_profile(other).await.unwrap(), None);
+    assert_eq!(
+        s.data.model_settings(t).await.unwrap().as_deref(),
+        Some(&b"sealed:v2"[..])
+    );
+    s.data.set_model_settings(t, None).await.unwrap();
+    assert_eq!(s.data.model_settings(t).await.unwrap(), None);
+    assert_eq!(
+        s.data.default_profile(t).await.unwrap().as_deref(),
+        Some("sales")
+    );
+    assert_eq!(
+        s.data.model_settings(other).await.unwrap().as_deref(),
+        Some(&b"theirs"[..])
+    );
+    for sealed in [Some(&b"x"[..]), None] {
+        assert!(matches!(
+            s.data
+                .set_model_settings(TenantId::new(), sealed)
+                .await
+                .unwrap_err(),
+            StoreError::NotFound
+        ));
+    }
+    assert_eq!(s.data.model_settings(TenantId::new()).await.unwrap(), None);
 }
 
 async fn conversation_state_saves_with_optimistic_revisions(s: &Stores) {

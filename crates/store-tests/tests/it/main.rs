@@ -5,6 +5,7 @@
 
 mod agents;
 mod embeddings;
+mod handoff;
 mod messages;
 mod queue;
 mod rls;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use domain::jobs::JobKind;
-use domain::{Channel, ConsentKeyword, Direction, MessageStatus};
+use domain::{Channel, ConsentKeyword, Direction, Handoff, HandoffEvent, MessageStatus};
 use store::{
     Contact, Delivery, InboundOutcome, KbEntryInput, Page, ReplyMessage, StatusUpdate, StoreError,
     Stores, TurnPlan,
@@ -151,45 +151,55 @@ async fn handoffs_are_kept_from_the_first_request_and_cleared(s: &Stores) {
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(fresh.handoff, Handoff::Bot);
     assert_eq!(fresh.handoff_at, None);
 
     let first = s
         .data
-        .set_handoff(t, r.conversation_id, true)
+        .update_handoff(t, r.conversation_id, HandoffEvent::Request, None)
         .await
         .unwrap()
         .expect("the tenant's conversation");
+    assert_eq!(first.handoff, Handoff::Pending);
     let since = first.handoff_at.expect("marked");
     tokio::time::sleep(Duration::from_millis(5)).await;
     // Asking again keeps the first time: the wait is measured from the first request.
     let again = s
         .data
-        .set_handoff(t, r.conversation_id, true)
+        .update_handoff(t, r.conversation_id, HandoffEvent::Request, None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(again.handoff_at, Some(since));
+    assert_eq!(again.handoff, Handoff::Pending);
     let listed = s.data.list_conversations(t, Page::default()).await.unwrap();
     assert_eq!(listed[0].handoff_at, Some(since));
+    assert_eq!(listed[0].handoff, Handoff::Pending);
 
     // Another tenant can neither see nor change it.
     assert!(
         s.data
-            .set_handoff(other, r.conversation_id, false)
+            .update_handoff(other, r.conversation_id, HandoffEvent::Release, None)
             .await
             .unwrap()
             .is_none()
     );
     let cleared = s
         .data
-        .set_handoff(t, r.conversation_id, false)
+        .update_handoff(t, r.conversation_id, HandoffEvent::Release, None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(cleared.handoff_at, None);
+    assert_eq!(cleared.handoff, Handoff::Bot);
     assert!(
         s.data
-            .set_handoff(t, domain::ConversationId::new(), true)
+            .update_handoff(
+                t,
+                domain::ConversationId::new(),
+                HandoffEvent::Request,
+                None
+            )
             .await
             .unwrap()
             .is_none()

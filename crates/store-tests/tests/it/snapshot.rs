@@ -8,7 +8,7 @@ use domain::jobs::JobKind;
 use store::snapshot::{Cell, NOT_BACKED_UP, Row, TABLES, TableSpec};
 use store::{
     Delivery, KbEntryInput, NewApiKey, NewJob, ReplyMessage, SnapshotSink, SnapshotSource,
-    StoreError, StoredDataKey, Stores,
+    StaffReply, StaffReplyOutcome, StoreError, StoredDataKey, Stores,
 };
 use testkit::TestDb;
 
@@ -21,6 +21,7 @@ conformance!(
     a_failing_source_leaves_nothing_behind,
     rows_that_do_not_fit_the_schema_are_refused,
     a_snapshot_without_newer_tables_restores,
+    a_snapshot_without_newer_columns_restores,
     model_usage_adds_up_per_day_tenant_and_end_user,
 );
 
@@ -91,8 +92,9 @@ async fn export(s: &Stores) -> Snapshot {
 }
 
 /// Two tenants with a bit of everything: keys, an API key, a conversation with a reply, a
-/// consent event, knowledge, agent rows (a profile, settings, conversation state, a fact, a
-/// reminder due later, a turn step), and jobs (running, due later, dead).
+/// consent event, knowledge, a hand-off (one waiting, one taken by staff with their message),
+/// model settings, agent rows (a profile, settings, conversation state, a fact, a reminder
+/// due later, a turn step), and jobs (running, due later, dead).
 async fn populate(s: &Stores) {
     for (name, number, user) in [("Acme", "+15550000001", 1u8), ("Bolt", "+15550000002", 2)] {
         let t = tenant(s, name, number).await;
@@ -145,8 +147,38 @@ async fn populate(s: &Stores) {
             )
             .await
             .unwrap();
+        if name == "Acme" {
+            s.data
+                .update_handoff(
+                    t,
+                    inbound.conversation_id,
+                    domain::HandoffEvent::Request,
+                    None,
+                )
+                .await
+                .unwrap();
+        } else {
+            // A member of staff takes the conversation by writing to it (on the web: the
+            // SMS end user opted out).
+            let sent = s
+                .data
+                .record_staff_reply(
+                    t,
+                    StaffReply {
+                        id: domain::MessageId::new(),
+                        conversation_id: inbound.conversation_id,
+                        channel: domain::Channel::WebChat,
+                        body: b"a person here".to_vec(),
+                        staff: format!("api-key:{name}"),
+                        delivery: Delivery::Stored,
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(matches!(sent, StaffReplyOutcome::Recorded(_)));
+        }
         s.data
-            .set_handoff(t, inbound.conversation_id, true)
+            .set_model_settings(t, Some(&[user; 24]))
             .await
             .unwrap();
         crate::agents::populate_agent_rows(s, t, &inbound).await;
@@ -192,8 +224,40 @@ async fn round_trip(from: TestDb, to: TestDb) {
     assert_eq!(before.rows("tenants").len(), 2);
     assert_eq!(before.rows("tenant_keys").len(), 2);
     assert_eq!(before.rows("end_users").len(), 2);
-    assert_eq!(before.rows("messages").len(), 6);
+    assert_eq!(before.rows("messages").len(), 7);
     assert_eq!(before.rows("consent_events").len(), 2);
+    // The hand-off states, the staff member and their message, the model settings.
+    let handoffs: Vec<(&Cell, &Cell)> = before
+        .rows("conversations")
+        .iter()
+        .map(|r| {
+            (
+                column("conversations", r, "handoff"),
+                column("conversations", r, "handoff_staff"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        handoffs,
+        [
+            (&Cell::Text("pending".into()), &Cell::Null),
+            (
+                &Cell::Text("human".into()),
+                &Cell::Text("api-key:Bolt".into())
+            )
+        ]
+    );
+    assert_eq!(
+        before
+            .rows("messages")
+            .iter()
+            .filter(|r| *column("messages", r, "sent_by") == Cell::Text("api-key:Bolt".into()))
+            .count(),
+        1
+    );
+    assert!(before.rows("tenant_settings").iter().all(
+        |r| matches!(column("tenant_settings", r, "model_cipher"), Cell::Bytes(b) if b.len() == 24)
+    ));
     assert_eq!(before.rows("kb_entries").len(), 2);
     for table in [
         "agent_profiles",
@@ -436,6 +500,94 @@ async fn a_snapshot_without_newer_tables_restores(s: &Stores) {
     source.cleanup().await;
 }
 
+/// A snapshot from a release before hand-off states, staff messages and model settings: its
+/// rows lack those columns, and restore them filled as the migrations fill stored rows (a
+/// conversation marked for staff waits for a person; the rest is empty).
+async fn a_snapshot_without_newer_columns_restores(s: &Stores) {
+    let added = [
+        ("conversations", "handoff"),
+        ("conversations", "handoff_staff"),
+        ("messages", "sent_by"),
+        ("tenant_settings", "model_cipher"),
+    ];
+    let source = TestDb::sqlite().await;
+    populate(&source.stores()).await;
+    let snap = export(&source.stores()).await;
+    let mut older = Snapshot::default();
+    for (name, rows) in &snap.0 {
+        let spec = store::snapshot::table(name).unwrap();
+        let kept: Vec<usize> = (0..spec.columns.len())
+            .filter(|&i| !added.contains(&(*name, spec.columns[i].name)))
+            .collect();
+        let columns: Vec<&str> = kept.iter().map(|&i| spec.columns[i].name).collect();
+        let layout = spec.layout(&columns).unwrap();
+        assert_eq!(layout.is_current(), kept.len() == spec.columns.len());
+        // As a backup reader does: the older release's values, into this release's rows.
+        let rows = rows
+            .iter()
+            .map(|r| layout.row(kept.iter().map(|&i| r[i].clone()).collect()))
+            .collect::<Result<Vec<Row>, String>>()
+            .unwrap();
+        older.0.push((name, rows));
+    }
+    s.data
+        .restore_snapshot(&mut older.source(), true)
+        .await
+        .unwrap();
+    let after = export(s).await;
+    for row in after.rows("conversations") {
+        assert_ne!(*column("conversations", row, "handoff_at"), Cell::Null);
+        assert_eq!(
+            *column("conversations", row, "handoff"),
+            Cell::Text("pending".into())
+        );
+        assert_eq!(*column("conversations", row, "handoff_staff"), Cell::Null);
+    }
+    assert!(
+        after
+            .rows("messages")
+            .iter()
+            .all(|r| *column("messages", r, "sent_by") == Cell::Null)
+    );
+    for row in after.rows("tenant_settings") {
+        assert_eq!(*column("tenant_settings", row, "model_cipher"), Cell::Null);
+        assert_eq!(
+            *column("tenant_settings", row, "default_profile"),
+            Cell::Text("front".into())
+        );
+    }
+    // Everything else came through unchanged.
+    for (table, rows) in &snap.0 {
+        if *table == "jobs" {
+            continue;
+        }
+        let spec = store::snapshot::table(table).unwrap();
+        let strip = |rows: &[Row]| -> Vec<Row> {
+            rows.iter()
+                .map(|r| {
+                    r.iter()
+                        .zip(spec.columns)
+                        .filter(|(_, c)| !added.contains(&(*table, c.name)))
+                        .map(|(cell, _)| cell.clone())
+                        .collect()
+                })
+                .collect()
+        };
+        assert_eq!(strip(rows), strip(after.rows(table)), "{table}");
+    }
+    // The restored conversations wait for a person.
+    for tenant in s.data.list_tenants().await.unwrap() {
+        let waiting = s
+            .data
+            .list_handed_off(tenant.id, store::Page::default())
+            .await
+            .unwrap();
+        assert_eq!(waiting.len(), 1, "{}", tenant.name.as_str());
+        assert_eq!(waiting[0].handoff, domain::Handoff::Pending);
+    }
+    source.cleanup().await;
+}
+
 async fn rows_that_do_not_fit_the_schema_are_refused(s: &Stores) {
     let source = TestDb::sqlite().await;
     populate(&source.stores()).await;
@@ -532,7 +684,7 @@ async fn postgres_export_as_a_superuser_writes_each_row_once() {
     let stores = Stores::new(superuser.clone());
     let as_superuser = export(&stores).await;
     assert_eq!(as_superuser.rows("kb_entries").len(), 2);
-    assert_eq!(as_superuser.rows("messages").len(), 6);
+    assert_eq!(as_superuser.rows("messages").len(), 7);
     assert_eq!(as_superuser, as_app);
     superuser.close().await;
     db.cleanup().await;
