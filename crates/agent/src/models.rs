@@ -27,8 +27,6 @@ pub struct ModelChoice {
     pub chat: Arc<dyn ChatModel>,
     pub prices: PriceTable,
     pub cache: Option<Arc<ResponseCache>>,
-    /// Whether this is the tenant's own chain (for metrics and logs).
-    pub own: bool,
 }
 
 impl ModelChoice {
@@ -42,7 +40,6 @@ impl ModelChoice {
             chat,
             prices,
             cache,
-            own: false,
         }
     }
 }
@@ -175,7 +172,6 @@ impl Models {
                     chat,
                     prices,
                     cache,
-                    own: true,
                 })
             }
             Err(reason) => {
@@ -185,7 +181,6 @@ impl Models {
                     chat: Arc::new(Unusable),
                     prices: PriceTable::default(),
                     cache: None,
-                    own: true,
                 })
             }
         }

@@ -82,15 +82,8 @@ fn view(settings: Option<llm::ModelSettings>) -> ModelSettingsView {
                 model: p.model,
                 base_url: p.base_url,
                 api_key_hint: p.api_key.map(|k| {
-                    let tail: String = k
-                        .chars()
-                        .rev()
-                        .take(4)
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                        .collect();
-                    format!("…{tail}")
+                    let start = k.char_indices().rev().nth(3).map_or(0, |(at, _)| at);
+                    format!("…{}", &k[start..])
                 }),
                 input_per_mtok: p.input_per_mtok,
                 output_per_mtok: p.output_per_mtok,

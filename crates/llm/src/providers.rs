@@ -210,15 +210,18 @@ impl ProviderSettings {
         let key = || SecretString::from(self.api_key.clone().unwrap_or_default());
         Ok(match self.provider {
             ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
+                // `compatible` takes the key as given (local servers take none).
                 let mut config = if self.provider == ProviderKind::Openai {
                     OpenAiConfig::openai(key(), &self.model)
                 } else {
-                    OpenAiConfig::compatible(self.provider.as_str(), "", &self.model)
+                    OpenAiConfig {
+                        api_key: self.api_key.clone().map(SecretString::from),
+                        ..OpenAiConfig::compatible(self.provider.as_str(), "", &self.model)
+                    }
                 };
                 if let Some(base) = &self.base_url {
                     config.base_url.clone_from(base);
                 }
-                config.api_key = self.api_key.clone().map(SecretString::from);
                 config.http = http;
                 Arc::new(OpenAiChat::new(config)?)
             }
