@@ -46,6 +46,11 @@ pub fn init(settings: &Settings, long_running: bool) -> anyhow::Result<Telemetry
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0,
             ])?
+            // Counts, not seconds: how many message-path writes shared one transaction.
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("concierge_db_batch_size".into()),
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+            )?
             .install_recorder()?;
         let _ = METRICS.set(handle);
     }

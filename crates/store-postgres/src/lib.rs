@@ -4,6 +4,7 @@
 //! and wakes workers in every process through `LISTEN/NOTIFY`.
 
 mod agents;
+mod hot_batch;
 mod kb_embeddings;
 mod queue;
 mod rows;
@@ -16,21 +17,21 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::jobs::JobKind;
 use domain::{
-    ApiKeyId, Channel, ConsentKeyword, ConversationId, EndUserId, FactId, JobId, KbEntryId,
-    MessageId, MessageStatus, PhoneNumber, ReminderId, TenantId,
+    ApiKeyId, Channel, ConversationId, EndUserId, FactId, JobId, KbEntryId, MessageId,
+    MessageStatus, PhoneNumber, ReminderId, TenantId,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 use store::{
-    ApiKey, Backend, ConsentEvent, Contact, Conversation, ConversationState, Delivery,
-    DuplicateInbound, EndUser, Fact, InboundMessage, InboundOutcome, KbEntry, KbEntryInput, KbHit,
-    MigrationStatus, NewApiKey, NewFact, NewReminder, NewTenant, NewTurnStep, OutboundSms, Page,
-    RecordedInbound, Reminder, ReminderDelivery, ReplyMessage, StaffReply, StaffReplyOutcome,
-    StatusUpdate, Store, StoreError, StoreResult, StoredDataKey, StoredMessage, StoredProfile,
-    Tenant, TurnStep,
+    ApiKey, Backend, ConsentEvent, Conversation, ConversationState, Delivery, DuplicateInbound,
+    EndUser, Fact, InboundMessage, InboundOutcome, KbEntry, KbEntryInput, KbHit, MigrationStatus,
+    NewApiKey, NewFact, NewReminder, NewTenant, NewTurnStep, OutboundSms, Page, Reminder,
+    ReminderDelivery, ReplyMessage, StaffReply, StaffReplyOutcome, StatusUpdate, Store, StoreError,
+    StoreResult, StoredDataKey, StoredMessage, StoredProfile, Tenant, TurnStep,
 };
 use tokio::sync::{Notify, OnceCell};
 
+use crate::hot_batch::{HotPath, InboundArgs, ReplyArgs, ReplyOutcome};
 use crate::rows::{db_err, now_ms, read_kb, read_message, read_tenant_row};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -66,6 +67,8 @@ pub struct PgStore {
     pool: PgPool,
     wake: Arc<Notify>,
     listener: Arc<OnceCell<()>>,
+    /// Batches the message path's writes (hot_batch.rs).
+    hot: HotPath,
 }
 
 impl PgStore {
@@ -83,6 +86,7 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self {
+            hot: HotPath::start(pool.clone()),
             pool,
             wake: Arc::new(Notify::new()),
             listener: Arc::new(OnceCell::new()),
@@ -115,98 +119,6 @@ impl PgStore {
             .begin_with(sqlx::AssertSqlSafe(begin))
             .await
             .map_err(db_err)
-    }
-
-    async fn try_record_inbound(
-        &self,
-        tenant: TenantId,
-        inbound: &InboundMessage,
-    ) -> StoreResult<Option<InboundOutcome>> {
-        let (phone_index, phone_cipher, conversation) = match &inbound.contact {
-            Contact::Phone { index, ciphertext } => {
-                (Some(index.as_slice()), Some(ciphertext.as_slice()), None)
-            }
-            Contact::Conversation(c) => (None, None, Some(c.into_uuid())),
-            Contact::Anonymous => (None, None, None),
-        };
-        let ids = [
-            uuid::Uuid::now_v7(), // end user
-            uuid::Uuid::now_v7(), // conversation
-            MessageId::new().into_uuid(),
-            JobId::new().into_uuid(),
-            uuid::Uuid::now_v7(), // consent event
-        ];
-        let plan = &inbound.turn;
-        let set_opted_out = match inbound.keyword {
-            Some(ConsentKeyword::OptOut | ConsentKeyword::OptIn) => {
-                Some(ConsentKeyword::apply(inbound.keyword, false))
-            }
-            Some(ConsentKeyword::Help) | None => None,
-        };
-        let row = match sqlx::query(
-            "SELECT outcome, message_id, conversation_id, end_user_id, new_end_user, opted_out, turn_job, run_inline, \
-                    state_profile, state_agent, state_data, state_revision \
-             FROM concierge_record_inbound($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(tenant.into_uuid())
-        .bind(now_ms())
-        .bind(inbound.channel.as_str())
-        .bind(&inbound.body)
-        .bind(inbound.provider_sid.as_deref())
-        .bind(inbound.tenant_number.as_ref().map(PhoneNumber::as_str))
-        .bind(phone_index)
-        .bind(phone_cipher)
-        .bind(conversation)
-        .bind(inbound.keyword.map(ConsentKeyword::as_str))
-        .bind(set_opted_out)
-        .bind(domain::consent::needs_turn(inbound.keyword, false))
-        .bind(&ids[..])
-        .bind(JobKind::Turn.as_str())
-        .bind(i32::try_from(plan.max_attempts).unwrap_or(i32::MAX))
-        .bind(plan.inline_holder.as_deref())
-        .bind(i64::try_from(plan.lease.as_millis()).unwrap_or(i64::MAX))
-        .fetch_one(&self.pool)
-        .await
-        {
-            Ok(row) => row,
-            // Claimed before (or by a concurrent delivery): everything was rolled back.
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("CCDUP") => {
-                return Ok(None);
-            }
-            Err(e) => return Err(db_err(e)),
-        };
-        let outcome: String = row.try_get("outcome").map_err(db_err)?;
-        match outcome.as_str() {
-            "recorded" => {
-                let get = |c: &str| row.try_get::<Option<uuid::Uuid>, _>(c).map_err(db_err);
-                let missing = || StoreError::Database("record_inbound returned no id".into());
-                Ok(Some(InboundOutcome::Recorded(RecordedInbound {
-                    message_id: MessageId::from_uuid(get("message_id")?.ok_or_else(missing)?),
-                    conversation_id: ConversationId::from_uuid(
-                        get("conversation_id")?.ok_or_else(missing)?,
-                    ),
-                    end_user_id: EndUserId::from_uuid(get("end_user_id")?.ok_or_else(missing)?),
-                    new_end_user: row.try_get("new_end_user").map_err(db_err)?,
-                    opted_out: row.try_get("opted_out").map_err(db_err)?,
-                    turn_job: get("turn_job")?.map(JobId::from_uuid),
-                    inline: row
-                        .try_get::<Option<bool>, _>("run_inline")
-                        .map_err(db_err)?
-                        .unwrap_or(false),
-                    state: store::ConversationState {
-                        profile: row.try_get("state_profile").map_err(db_err)?,
-                        agent: row.try_get("state_agent").map_err(db_err)?,
-                        data: row.try_get("state_data").map_err(db_err)?,
-                        revision: row
-                            .try_get::<Option<i64>, _>("state_revision")
-                            .map_err(db_err)?
-                            .map_or(Ok(0), u64::try_from)
-                            .map_err(|_| StoreError::Corrupt("negative state revision".into()))?,
-                    },
-                })))
-            }
-            _ => Err(StoreError::NotFound),
-        }
     }
 
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Postgres>> {
@@ -254,17 +166,6 @@ pub(crate) const fn reply_status(delivery: &Delivery) -> MessageStatus {
     }
 }
 
-/// What `concierge_record_reply` did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReplyOutcome {
-    Recorded,
-    /// The turn job is no longer held by this lease: nothing was written.
-    LeaseLost,
-    /// A person has the conversation: the turn job was completed and the turn given back,
-    /// but the turn's reply was not recorded.
-    WithPerson,
-}
-
 /// Records an outbound message, bumps its conversation, completes the turn job if one is
 /// given and enqueues the send job for outbox delivery, in one statement (in `executor`'s
 /// transaction, or its own). A turn's reply (one with a turn job) to a conversation a person
@@ -275,55 +176,7 @@ pub(crate) async fn call_record_reply(
     tenant: TenantId,
     call: &ReplyCall<'_>,
 ) -> StoreResult<ReplyOutcome> {
-    let status = reply_status(call.delivery);
-    let (turn_job, holder, attempt) = match call.turn_job {
-        Some((job, lease)) => (
-            Some(job.into_uuid()),
-            Some(lease.holder.as_str()),
-            Some(i32::try_from(lease.attempt).unwrap_or(i32::MAX)),
-        ),
-        None => (None, None, None),
-    };
-    let send_attempts = match call.delivery {
-        Delivery::Outbox { max_attempts } => Some(i32::try_from(*max_attempts).unwrap_or(i32::MAX)),
-        Delivery::Inline | Delivery::Stored => None,
-    };
-    let outcome: Result<String, sqlx::Error> = sqlx::query_scalar(
-        "SELECT concierge_record_reply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-    )
-    .bind(tenant.into_uuid())
-    .bind(now_ms())
-    .bind(call.conversation.into_uuid())
-    .bind(call.in_reply_to.map(MessageId::into_uuid))
-    .bind(call.id.into_uuid())
-    .bind(call.channel.as_str())
-    .bind(call.body)
-    .bind(status.as_str())
-    .bind(status.rank())
-    .bind(turn_job)
-    .bind(holder)
-    .bind(attempt)
-    .bind(send_attempts.map(|_| uuid::Uuid::now_v7()))
-    .bind(JobKind::SendSms.as_str())
-    .bind(format!("send_sms:{}", call.id))
-    .bind(send_attempts)
-    .fetch_one(executor)
-    .await;
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("CCNF0") => {
-            return Err(StoreError::NotFound);
-        }
-        Err(e) => return Err(db_err(e)),
-    };
-    match outcome.as_str() {
-        "recorded" => Ok(ReplyOutcome::Recorded),
-        "lease_lost" => Ok(ReplyOutcome::LeaseLost),
-        "with_person" => Ok(ReplyOutcome::WithPerson),
-        other => Err(StoreError::Database(format!(
-            "concierge_record_reply returned {other:?}"
-        ))),
-    }
+    ReplyArgs::new(tenant, call).call_one(executor).await
 }
 
 /// The columns `rows::read_conversation` reads, in a literal so queries stay `&'static str`.
@@ -558,13 +411,16 @@ impl Store for PgStore {
         tenant: TenantId,
         inbound: InboundMessage,
     ) -> StoreResult<InboundOutcome> {
-        // One statement (see migrations/0002_hot_path.sql): one round trip, one commit.
-        match self.try_record_inbound(tenant, &inbound).await? {
+        // One statement (see migrations/0002_hot_path.sql), batched with the other requests'
+        // (hot_batch.rs): one round trip and one commit for all of them.
+        let args = InboundArgs::new(tenant, inbound);
+        let sid = args.provider_sid.clone();
+        match self.hot.record_inbound(args).await? {
             Some(outcome) => Ok(outcome),
             // The provider id was claimed before: nothing was written; answer as the first
             // delivery was answered.
             None => {
-                let sid = inbound.provider_sid.as_deref().unwrap_or_default();
+                let sid = sid.as_deref().unwrap_or_default();
                 let mut tx = self.tenant_tx(tenant).await?;
                 let dup = duplicate(&mut tx, tenant, sid).await?;
                 tx.commit().await.map_err(db_err)?;
@@ -585,7 +441,7 @@ impl Store for PgStore {
             delivery: &reply.delivery,
             turn_job: reply.turn_job.as_ref(),
         };
-        match call_record_reply(&self.pool, tenant, &call).await? {
+        match self.hot.record_reply(ReplyArgs::new(tenant, &call)).await? {
             ReplyOutcome::Recorded => {}
             ReplyOutcome::LeaseLost => {
                 return Err(StoreError::Conflict(

@@ -20,7 +20,7 @@ pub use records::*;
 pub use snapshot::{RestoreCounts, SnapshotSink, SnapshotSource};
 
 /// What can go wrong in a store call, in terms the layers above can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
     NotFound,
