@@ -30,38 +30,64 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_replies INTEGER := COALESCE(array_length(r_tenant, 1), 0);
-    v_result TEXT;
+    v_tenant UUID;
+    v_ids UUID[];
+    r RECORD;
 BEGIN
-    FOR i IN 1 .. v_replies LOOP
-        v_result := concierge_record_reply(
-            r_tenant[i], r_now[i], r_conversation[i], r_in_reply_to[i], r_message[i],
-            r_channel[i], r_body[i], r_status[i], r_status_rank[i], r_turn_job[i], r_holder[i],
-            r_attempt[i], r_send_job[i], r_send_kind, r_send_key[i], r_send_max_attempts[i]);
-        RETURN QUERY SELECT i, v_result, NULL::uuid, NULL::uuid, NULL::uuid, NULL::boolean,
-                            NULL::boolean, NULL::uuid, NULL::boolean, NULL::text, NULL::text,
-                            NULL::bytea, NULL::bigint;
+    -- Each operation's arguments come out of one unnest (the arrays are read once, not once
+    -- per operation) and reach its function as plain values.
+    FOR r IN
+        SELECT * FROM unnest(r_tenant, r_now, r_conversation, r_in_reply_to, r_message,
+                             r_channel, r_body, r_status, r_status_rank, r_turn_job, r_holder,
+                             r_attempt, r_send_job, r_send_key, r_send_max_attempts)
+                 WITH ORDINALITY AS a(tenant, now, conversation, in_reply_to, message, channel,
+                                      body, status, status_rank, turn_job, holder, attempt,
+                                      send_job, send_key, send_max_attempts, n)
+    LOOP
+        op := r.n::integer;
+        outcome := concierge_record_reply(
+            r.tenant, r.now, r.conversation, r.in_reply_to, r.message, r.channel, r.body,
+            r.status, r.status_rank, r.turn_job, r.holder, r.attempt, r.send_job, r_send_kind,
+            r.send_key, r.send_max_attempts);
+        RETURN NEXT;
     END LOOP;
 
-    FOR i IN 1 .. COALESCE(array_length(i_tenant, 1), 0) LOOP
-        IF i_provider_sid[i] IS NOT NULL THEN
-            PERFORM set_config('app.tenant_id', i_tenant[i]::text, true);
-            IF EXISTS (SELECT 1 FROM messages m
-                        WHERE m.tenant_id = i_tenant[i] AND m.provider_sid = i_provider_sid[i]) THEN
-                RETURN QUERY SELECT v_replies + i, 'duplicate'::text, NULL::uuid, NULL::uuid,
-                                    NULL::uuid, NULL::boolean, NULL::boolean, NULL::uuid,
-                                    NULL::boolean, NULL::text, NULL::text, NULL::bytea,
-                                    NULL::bigint;
-                CONTINUE;
-            END IF;
+    v_tenant := NULL;
+    FOR r IN
+        SELECT * FROM unnest(i_tenant, i_now, i_channel, i_body, i_provider_sid,
+                             i_tenant_number, i_phone_index, i_phone_cipher, i_conversation,
+                             i_keyword, i_set_opted_out, i_wants_turn, i_max_attempts,
+                             i_inline_holder, i_lease_ms)
+                 WITH ORDINALITY AS a(tenant, now, channel, body, provider_sid, tenant_number,
+                                      phone_index, phone_cipher, conversation, keyword,
+                                      set_opted_out, wants_turn, max_attempts, inline_holder,
+                                      lease_ms, n)
+    LOOP
+        -- A provider id already stored is a replay: answered 'duplicate', nothing written.
+        -- (A probe of the unique index per message: a set-based probe's cached plan could
+        -- go stale as the table grows.)
+        IF r.tenant IS DISTINCT FROM v_tenant THEN
+            PERFORM set_config('app.tenant_id', r.tenant::text, true);
+            v_tenant := r.tenant;
         END IF;
-        RETURN QUERY SELECT v_replies + i, r.outcome, r.message_id, r.conversation_id,
-                            r.end_user_id, r.new_end_user, r.opted_out, r.turn_job, r.run_inline,
-                            r.state_profile, r.state_agent, r.state_data, r.state_revision
+        IF r.provider_sid IS NOT NULL
+           AND EXISTS (SELECT 1 FROM messages m
+                        WHERE m.tenant_id = r.tenant AND m.provider_sid = r.provider_sid) THEN
+            RETURN QUERY SELECT v_replies + r.n::integer, 'duplicate'::text, NULL::uuid,
+                                NULL::uuid, NULL::uuid, NULL::boolean, NULL::boolean,
+                                NULL::uuid, NULL::boolean, NULL::text, NULL::text,
+                                NULL::bytea, NULL::bigint;
+            CONTINUE;
+        END IF;
+        v_ids := i_ids[(r.n::integer - 1) * 5 + 1 : r.n::integer * 5];
+        RETURN QUERY SELECT v_replies + r.n::integer, x.outcome, x.message_id,
+                            x.conversation_id, x.end_user_id, x.new_end_user, x.opted_out,
+                            x.turn_job, x.run_inline, x.state_profile, x.state_agent,
+                            x.state_data, x.state_revision
           FROM concierge_record_inbound(
-                   i_tenant[i], i_now[i], i_channel[i], i_body[i], i_provider_sid[i],
-                   i_tenant_number[i], i_phone_index[i], i_phone_cipher[i], i_conversation[i],
-                   i_keyword[i], i_set_opted_out[i], i_wants_turn[i],
-                   i_ids[(i - 1) * 5 + 1 : i * 5], i_job_kind, i_max_attempts[i],
-                   i_inline_holder[i], i_lease_ms[i]) r;
+                   r.tenant, r.now, r.channel, r.body, r.provider_sid, r.tenant_number,
+                   r.phone_index, r.phone_cipher, r.conversation, r.keyword, r.set_opted_out,
+                   r.wants_turn, v_ids, i_job_kind,
+                   r.max_attempts, r.inline_holder, r.lease_ms) x;
     END LOOP;
 END $$;

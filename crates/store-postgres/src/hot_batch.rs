@@ -292,6 +292,7 @@ enum Op {
 #[derive(Clone)]
 pub(crate) struct HotPath {
     ops: mpsc::UnboundedSender<Op>,
+    batches: PgPool,
 }
 
 fn gone() -> StoreError {
@@ -300,10 +301,18 @@ fn gone() -> StoreError {
 
 impl HotPath {
     /// Starts the batcher on the current runtime; it stops when the last handle is dropped.
-    pub(crate) fn start(pool: PgPool) -> Self {
+    /// Batches go through `batches`, a pool of their own ([`IN_FLIGHT`] connections), so
+    /// they never queue behind the requests waiting for `pool`; operations that run alone
+    /// use `pool`.
+    pub(crate) fn start(batches: PgPool, pool: PgPool) -> Self {
         let (ops, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, rx));
-        Self { ops }
+        tokio::spawn(run(batches.clone(), pool, rx));
+        Self { ops, batches }
+    }
+
+    /// Closes the batches' connections (the store closes its pool beside).
+    pub(crate) async fn close(&self) {
+        self.batches.close().await;
     }
 
     pub(crate) async fn record_inbound(
@@ -322,7 +331,7 @@ impl HotPath {
     }
 }
 
-async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Op>) {
+async fn run(batches: PgPool, pool: PgPool, mut rx: mpsc::UnboundedReceiver<Op>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -338,18 +347,18 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Op>) {
                 Err(_) => break,
             }
         }
-        let pool = pool.clone();
+        let (batches, pool) = (batches.clone(), pool.clone());
         tokio::spawn(async move {
-            execute(&pool, ops).await;
+            execute(&batches, &pool, ops).await;
             drop(slot);
         });
     }
 }
 
-async fn execute(pool: &PgPool, ops: Vec<Op>) {
+async fn execute(batches: &PgPool, pool: &PgPool, ops: Vec<Op>) {
     metrics::histogram!("concierge_db_batch_size").record(ops.len() as f64);
     if ops.len() == 1 {
-        return alone(pool, ops).await;
+        return alone(batches, ops).await;
     }
     let mut replies = Vec::new();
     let mut inbound = Vec::new();
@@ -359,7 +368,7 @@ async fn execute(pool: &PgPool, ops: Vec<Op>) {
             Op::Inbound(args, tx) => inbound.push((args, tx)),
         }
     }
-    match call_batch(pool, &replies, &inbound).await {
+    match call_batch(batches, &replies, &inbound).await {
         Ok(rows) => {
             let mut rows = rows.into_iter();
             for (_, tx) in replies {

@@ -82,11 +82,18 @@ impl PgStore {
             .max_connections(settings.max_connections)
             .min_connections(1)
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        // The message path's batches have connections of their own (hot_batch.rs), opened
+        // when first needed.
+        let batches = PgPoolOptions::new()
+            .max_connections(u32::try_from(hot_batch::IN_FLIGHT).unwrap_or(2))
+            .min_connections(0)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(options);
         Ok(Self {
-            hot: HotPath::start(pool.clone()),
+            hot: HotPath::start(batches, pool.clone()),
             pool,
             wake: Arc::new(Notify::new()),
             listener: Arc::new(OnceCell::new()),
@@ -107,6 +114,7 @@ impl PgStore {
     }
 
     pub async fn close(&self) {
+        self.hot.close().await;
         self.pool.close().await;
     }
 

@@ -46,7 +46,10 @@ async fn concurrent_messages_and_replies_each_get_their_own_answer(s: &Stores) {
     for user in 1..=20u8 {
         for n in 0..2 {
             let data = s.data.clone();
-            let m = inline(sms(user, &format!("SMa{user}x{n}"), b"hi"), &format!("a{user}:{n}"));
+            let m = inline(
+                sms(user, &format!("SMa{user}x{n}"), b"hi"),
+                &format!("a{user}:{n}"),
+            );
             keys.push((a, user, format!("a{user}:{n}")));
             tasks.push(tokio::spawn(async move { data.record_inbound(a, m).await }));
         }
@@ -72,8 +75,7 @@ async fn concurrent_messages_and_replies_each_get_their_own_answer(s: &Stores) {
             InboundOutcome::Recorded(_) => panic!("a replay was recorded again"),
         }
     }
-    let mut by_conversation: HashMap<_, Vec<(&(_, u8, String), RecordedInbound)>> =
-        HashMap::new();
+    let mut by_conversation: HashMap<_, Vec<(&(_, u8, String), RecordedInbound)>> = HashMap::new();
     for (key, r) in keys.iter().zip(fresh) {
         let InboundOutcome::Recorded(r) = r.as_ref().unwrap() else {
             panic!("a new message was taken for a replay");
@@ -88,7 +90,10 @@ async fn concurrent_messages_and_replies_each_get_their_own_answer(s: &Stores) {
     assert_eq!(by_conversation.len(), 30);
     for (conversation, msgs) in &by_conversation {
         let tenant = msgs[0].0.0;
-        assert!(msgs.iter().all(|(k, _)| k.0 == tenant && k.1 == msgs[0].0.1));
+        assert!(
+            msgs.iter()
+                .all(|(k, _)| k.0 == tenant && k.1 == msgs[0].0.1)
+        );
         let expected = if tenant == a { 2 } else { 1 };
         assert_eq!(msgs.len(), expected);
         assert_eq!(msgs.iter().filter(|(_, r)| r.inline).count(), 1);
@@ -142,9 +147,9 @@ async fn concurrent_messages_and_replies_each_get_their_own_answer(s: &Stores) {
     };
     let data = s.data.clone();
     expect.push(None);
-    tasks.push(tokio::spawn(
-        async move { data.record_reply(a, foreign).await.map(Some) },
-    ));
+    tasks.push(tokio::spawn(async move {
+        data.record_reply(a, foreign).await.map(Some)
+    }));
     let (_, r_a) = by_conversation
         .values()
         .flatten()
@@ -166,9 +171,9 @@ async fn concurrent_messages_and_replies_each_get_their_own_answer(s: &Stores) {
     };
     let data = s.data.clone();
     expect.push(None);
-    tasks.push(tokio::spawn(
-        async move { data.record_reply(a, stolen).await.map(Some) },
-    ));
+    tasks.push(tokio::spawn(async move {
+        data.record_reply(a, stolen).await.map(Some)
+    }));
     let mut late = Vec::new();
     for user in 21..=30u8 {
         let data = s.data.clone();
