@@ -30,6 +30,14 @@ use crate::rows::{db_err, now_ms};
 
 /// The most operations in one batch.
 pub(crate) const MAX_BATCH: usize = 64;
+/// The most bytes of arguments in one batch, so that its message to PostgreSQL stays within
+/// one TLS record (16 KiB) and leaves in one write. sqlx 0.9.0 does not set `TCP_NODELAY`
+/// (fixed upstream, not released), so a message sent in two writes waits for the server's
+/// delayed acknowledgement (~40 ms) before its second part leaves.
+pub(crate) const MAX_BATCH_BYTES: usize = 12 * 1024;
+/// Fixed bytes of one operation in the batch's message besides its variable-length values:
+/// 33 array element headers and the ids, numbers and flags.
+const OP_OVERHEAD: usize = 300;
 /// The most batches (or lone operations) in flight at once. Under load, operations wait for
 /// a slot and so gather into batches; two slots keep a batch filling while one commits.
 pub(crate) const IN_FLIGHT: usize = 2;
@@ -96,6 +104,17 @@ impl InboundArgs {
             inline_holder: plan.inline_holder,
             lease_ms: i64::try_from(plan.lease.as_millis()).unwrap_or(i64::MAX),
         }
+    }
+
+    /// Its share of a batch's message, in bytes.
+    fn wire_size(&self) -> usize {
+        OP_OVERHEAD
+            + self.body.len()
+            + self.provider_sid.as_ref().map_or(0, String::len)
+            + self.tenant_number.as_ref().map_or(0, String::len)
+            + self.phone_index.as_ref().map_or(0, Vec::len)
+            + self.phone_cipher.as_ref().map_or(0, Vec::len)
+            + self.inline_holder.as_ref().map_or(0, String::len)
     }
 
     /// Runs this message alone. `None`: its provider id was claimed before, nothing written.
@@ -233,6 +252,14 @@ impl ReplyArgs {
         }
     }
 
+    /// Its share of a batch's message, in bytes.
+    fn wire_size(&self) -> usize {
+        OP_OVERHEAD
+            + self.body.len()
+            + self.holder.as_ref().map_or(0, String::len)
+            + self.send_key.len()
+    }
+
     /// Runs this reply alone, in `executor`'s transaction or its own.
     pub(crate) async fn call_one(
         &self,
@@ -288,6 +315,15 @@ enum Op {
     Reply(ReplyArgs, oneshot::Sender<StoreResult<ReplyOutcome>>),
 }
 
+impl Op {
+    fn wire_size(&self) -> usize {
+        match self {
+            Self::Inbound(args, _) => args.wire_size(),
+            Self::Reply(args, _) => args.wire_size(),
+        }
+    }
+}
+
 /// The batcher of one process's message-path writes. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct HotPath {
@@ -333,17 +369,30 @@ impl HotPath {
 
 async fn run(batches: PgPool, pool: PgPool, mut rx: mpsc::UnboundedReceiver<Op>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut carried: Option<Op> = None;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let Some(first) = rx.recv().await else {
+        if carried.is_none() {
+            carried = rx.recv().await;
+        }
+        let Some(first) = carried.take() else {
             return;
         };
+        let mut bytes = first.wire_size();
         let mut ops = vec![first];
         while ops.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => ops.push(op),
+                // The operation that would make the message too long opens the next batch.
+                Ok(op) if bytes + op.wire_size() > MAX_BATCH_BYTES => {
+                    carried = Some(op);
+                    break;
+                }
+                Ok(op) => {
+                    bytes += op.wire_size();
+                    ops.push(op);
+                }
                 Err(_) => break,
             }
         }
@@ -357,6 +406,12 @@ async fn run(batches: PgPool, pool: PgPool, mut rx: mpsc::UnboundedReceiver<Op>)
 
 async fn execute(batches: &PgPool, pool: &PgPool, ops: Vec<Op>) {
     metrics::histogram!("concierge_db_batch_size").record(ops.len() as f64);
+    let started = std::time::Instant::now();
+    execute_ops(batches, pool, ops).await;
+    metrics::histogram!("concierge_db_batch_seconds").record(started.elapsed().as_secs_f64());
+}
+
+async fn execute_ops(batches: &PgPool, pool: &PgPool, ops: Vec<Op>) {
     if ops.len() == 1 {
         return alone(batches, ops).await;
     }
