@@ -271,3 +271,53 @@ async fn postgres_commits_concurrent_messages_together() {
     sqlx::Connection::close(admin).await.unwrap();
     db.cleanup().await;
 }
+
+/// A batch's message stays small (one TLS record): large messages travel in more, smaller
+/// batches, and each is still recorded once.
+#[tokio::test]
+async fn postgres_batches_of_large_messages_are_split() {
+    let db = testkit::TestDb::postgres().await;
+    let s = db.stores();
+    let t = tenant(&s, "Acme", "+15550000001").await;
+    let body = vec![7u8; 4000];
+    let tasks = (0..60u32)
+        .map(|i| {
+            let data = s.data.clone();
+            let mut m = sms(1, &format!("SMbig{i}"), &body);
+            m.contact = store::Contact::Phone {
+                index: {
+                    let mut index = [0u8; 32];
+                    index[..4].copy_from_slice(&i.to_be_bytes());
+                    index
+                },
+                ciphertext: vec![1],
+            };
+            tokio::spawn(async move { data.record_inbound(t, m).await })
+        })
+        .collect();
+    for r in all(tasks).await {
+        assert!(matches!(r.unwrap(), InboundOutcome::Recorded(_)));
+    }
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
+        .await
+        .unwrap();
+    sqlx::query("SELECT set_config('app.tenant_id', $1, false)")
+        .bind(t.to_string())
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (messages, transactions): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT xmin::text) FROM messages WHERE length(body_cipher) = 4000",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(messages, 60);
+    // 4 kB each: at most three share a 12 kB batch, so at least 20 transactions.
+    assert!(
+        (20..60).contains(&transactions),
+        "60 large messages took {transactions} transactions"
+    );
+    sqlx::Connection::close(admin).await.unwrap();
+    db.cleanup().await;
+}
