@@ -6,10 +6,12 @@
 //! So a process sends the ones its requests make at the same moment together:
 //!
 //! * A caller hands its operation to the batcher and waits for its own answer.
-//! * The batcher runs at most [`IN_FLIGHT`] batches at once. A batch takes every operation
-//!   waiting when it starts (up to [`MAX_BATCH`]). An operation that arrives while a slot is
-//!   free goes at once, alone, through its single-operation statement: batching adds no wait
-//!   to an idle server, and batches grow only as the load does.
+//! * The batcher runs at most [`IN_FLIGHT`] batches at once, on connections of their own (a
+//!   batch never queues behind requests waiting for the main pool). A batch takes every
+//!   operation waiting when it starts, up to [`MAX_BATCH`] and [`MAX_BATCH_BYTES`]. An
+//!   operation that arrives while a slot is free goes at once, alone, through its
+//!   single-operation statement: batching adds no wait to an idle server, and batches grow
+//!   only as the load does.
 //! * A batch of two or more is one call of `concierge_hot_batch` (migrations/0008): one round
 //!   trip, one transaction, one commit. Each operation inside runs exactly as its own
 //!   statement would.
