@@ -225,23 +225,21 @@ async fn concurrent_messages_and_replies_each_get_their_own_answer(s: &Stores) {
     assert_eq!(stats.running, 0, "{stats:?}");
 }
 
-/// On PostgreSQL the writes of concurrent requests share transactions: 200 messages at once
-/// commit in far fewer transactions than 200 (every row of one transaction has its `xmin`).
-#[tokio::test]
-async fn postgres_commits_concurrent_messages_together() {
+/// Records `count` messages with `body` from as many senders, all at once, on a fresh
+/// PostgreSQL database; returns how many messages were stored and in how many transactions
+/// (every row a transaction writes carries its `xmin`).
+async fn record_at_once(count: u32, body: &[u8]) -> (i64, i64) {
     let db = testkit::TestDb::postgres().await;
     let s = db.stores();
     let t = tenant(&s, "Acme", "+15550000001").await;
-    let tasks = (0..200u32)
+    let tasks = (0..count)
         .map(|i| {
             let data = s.data.clone();
-            let mut m = sms(1, &format!("SMbatch{i}"), b"hi");
+            let mut m = sms(1, &format!("SMbatch{i}"), body);
+            let mut index = [0u8; 32];
+            index[..4].copy_from_slice(&i.to_be_bytes());
             m.contact = store::Contact::Phone {
-                index: {
-                    let mut index = [0u8; 32];
-                    index[..4].copy_from_slice(&i.to_be_bytes());
-                    index
-                },
+                index,
                 ciphertext: vec![1],
             };
             tokio::spawn(async move { data.record_inbound(t, m).await })
@@ -258,66 +256,36 @@ async fn postgres_commits_concurrent_messages_together() {
         .execute(&mut admin)
         .await
         .unwrap();
-    let (messages, transactions): (i64, i64) =
-        sqlx::query_as("SELECT count(*), count(DISTINCT xmin::text) FROM messages")
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
+    let counts = sqlx::query_as("SELECT count(*), count(DISTINCT xmin::text) FROM messages")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    sqlx::Connection::close(admin).await.unwrap();
+    db.cleanup().await;
+    counts
+}
+
+/// On PostgreSQL the writes of concurrent requests share transactions: 200 messages at once
+/// commit in far fewer transactions than 200.
+#[tokio::test]
+async fn postgres_commits_concurrent_messages_together() {
+    let (messages, transactions) = record_at_once(200, b"hi").await;
     assert_eq!(messages, 200);
     assert!(
         transactions < 50,
         "200 concurrent messages took {transactions} transactions"
     );
-    sqlx::Connection::close(admin).await.unwrap();
-    db.cleanup().await;
 }
 
 /// A batch's message stays small (one TLS record): large messages travel in more, smaller
 /// batches, and each is still recorded once.
 #[tokio::test]
 async fn postgres_batches_of_large_messages_are_split() {
-    let db = testkit::TestDb::postgres().await;
-    let s = db.stores();
-    let t = tenant(&s, "Acme", "+15550000001").await;
-    let body = vec![7u8; 4000];
-    let tasks = (0..60u32)
-        .map(|i| {
-            let data = s.data.clone();
-            let mut m = sms(1, &format!("SMbig{i}"), &body);
-            m.contact = store::Contact::Phone {
-                index: {
-                    let mut index = [0u8; 32];
-                    index[..4].copy_from_slice(&i.to_be_bytes());
-                    index
-                },
-                ciphertext: vec![1],
-            };
-            tokio::spawn(async move { data.record_inbound(t, m).await })
-        })
-        .collect();
-    for r in all(tasks).await {
-        assert!(matches!(r.unwrap(), InboundOutcome::Recorded(_)));
-    }
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
-        .await
-        .unwrap();
-    sqlx::query("SELECT set_config('app.tenant_id', $1, false)")
-        .bind(t.to_string())
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (messages, transactions): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT xmin::text) FROM messages WHERE length(body_cipher) = 4000",
-    )
-    .fetch_one(&mut admin)
-    .await
-    .unwrap();
+    let (messages, transactions) = record_at_once(60, &[7u8; 4000]).await;
     assert_eq!(messages, 60);
     // 4 kB each: at most three share a 12 kB batch, so at least 20 transactions.
     assert!(
         (20..60).contains(&transactions),
         "60 large messages took {transactions} transactions"
     );
-    sqlx::Connection::close(admin).await.unwrap();
-    db.cleanup().await;
 }
