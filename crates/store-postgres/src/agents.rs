@@ -12,8 +12,9 @@ use store::{
     timestamp_from_ms,
 };
 
+use crate::hot_batch::ReplyArgs;
 use crate::rows::{db_err, now_ms};
-use crate::{PgStore, ReplyCall, call_record_reply, queue};
+use crate::{PgStore, ReplyCall, queue};
 
 /// At most this many rows from one listing.
 const MAX_LIMIT: u32 = 200;
@@ -642,11 +643,13 @@ pub(crate) async fn deliver_reminder(
         in_reply_to: None,
         id: message,
         channel,
-        body: &body,
+        body,
         delivery: &delivery,
         turn_job: None,
     };
-    call_record_reply(&mut *tx, tenant, &call).await?;
+    // Records the message, bumps its conversation and enqueues the send job, in this
+    // transaction.
+    ReplyArgs::new(tenant, call).call_one(&mut *tx).await?;
     set_reminder_outcome(&mut tx, id, ReminderStatus::Sent, Some(message), now).await?;
     tx.commit().await.map_err(db_err)?;
     if matches!(delivery, Delivery::Outbox { .. }) {

@@ -219,7 +219,7 @@ pub(crate) enum ReplyOutcome {
 }
 
 impl ReplyArgs {
-    pub(crate) fn new(tenant: TenantId, call: &crate::ReplyCall<'_>) -> Self {
+    pub(crate) fn new(tenant: TenantId, call: crate::ReplyCall<'_>) -> Self {
         let status = crate::reply_status(call.delivery);
         let (turn_job, holder, attempt) = match call.turn_job {
             Some((job, lease)) => (
@@ -242,7 +242,7 @@ impl ReplyArgs {
             in_reply_to: call.in_reply_to.map(MessageId::into_uuid),
             message: call.id.into_uuid(),
             channel: call.channel.as_str(),
-            body: call.body.to_vec(),
+            body: call.body,
             status: status.as_str(),
             status_rank: status.rank(),
             turn_job,
@@ -262,7 +262,10 @@ impl ReplyArgs {
             + self.send_key.len()
     }
 
-    /// Runs this reply alone, in `executor`'s transaction or its own.
+    /// Runs this reply alone, in `executor`'s transaction or its own: records the message,
+    /// bumps its conversation, completes the turn job if one is given and enqueues the send
+    /// job for outbox delivery. A turn's reply to a conversation a person has is not recorded
+    /// (migrations/0007_handoff.sql); `NotFound` when the conversation is not the tenant's.
     pub(crate) async fn call_one(
         &self,
         executor: impl sqlx::PgExecutor<'_>,
@@ -426,16 +429,15 @@ async fn execute_ops(batches: &PgPool, pool: &PgPool, ops: Vec<Op>) {
         }
     }
     match call_batch(batches, &replies, &inbound).await {
+        // One row per operation, in order (call_batch checks).
         Ok(rows) => {
             let mut rows = rows.into_iter();
-            for (_, tx) in replies {
-                let _ = tx.send(rows.next().ok_or_else(short).and_then(|r| {
-                    let outcome: String = r.try_get("outcome").map_err(db_err)?;
-                    read_reply(&outcome)
-                }));
+            for ((_, tx), row) in replies.into_iter().zip(rows.by_ref()) {
+                let outcome = row.try_get::<String, _>("outcome").map_err(db_err);
+                let _ = tx.send(outcome.and_then(|o| read_reply(&o)));
             }
-            for (_, tx) in inbound {
-                let _ = tx.send(rows.next().ok_or_else(short).and_then(|r| read_inbound(&r)));
+            for ((_, tx), row) in inbound.into_iter().zip(rows) {
+                let _ = tx.send(read_inbound(&row));
             }
         }
         // PostgreSQL refused the batch, so nothing of it was written: each on its own.
@@ -451,18 +453,14 @@ async fn execute_ops(batches: &PgPool, pool: &PgPool, ops: Vec<Op>) {
         }
         Err(e) => {
             let e = db_err(e);
-            for (_, tx) in replies {
-                let _ = tx.send(Err(e.clone()));
-            }
-            for (_, tx) in inbound {
-                let _ = tx.send(Err(e.clone()));
-            }
+            replies
+                .into_iter()
+                .for_each(|(_, tx)| drop(tx.send(Err(e.clone()))));
+            inbound
+                .into_iter()
+                .for_each(|(_, tx)| drop(tx.send(Err(e.clone()))));
         }
     }
-}
-
-fn short() -> StoreError {
-    StoreError::Database("concierge_hot_batch returned fewer rows than operations".into())
 }
 
 /// Runs each operation through its own statement, side by side.

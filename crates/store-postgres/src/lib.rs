@@ -160,7 +160,7 @@ pub(crate) struct ReplyCall<'a> {
     pub in_reply_to: Option<MessageId>,
     pub id: MessageId,
     pub channel: Channel,
-    pub body: &'a [u8],
+    pub body: Vec<u8>,
     pub delivery: &'a Delivery,
     pub turn_job: Option<&'a (JobId, store::Lease)>,
 }
@@ -172,19 +172,6 @@ pub(crate) const fn reply_status(delivery: &Delivery) -> MessageStatus {
         Delivery::Outbox { .. } => MessageStatus::Queued,
         Delivery::Stored => MessageStatus::Sent,
     }
-}
-
-/// Records an outbound message, bumps its conversation, completes the turn job if one is
-/// given and enqueues the send job for outbox delivery, in one statement (in `executor`'s
-/// transaction, or its own). A turn's reply (one with a turn job) to a conversation a person
-/// has is not recorded (see migrations/0007_handoff.sql); `NotFound` when the conversation
-/// is not the tenant's.
-pub(crate) async fn call_record_reply(
-    executor: impl sqlx::PgExecutor<'_>,
-    tenant: TenantId,
-    call: &ReplyCall<'_>,
-) -> StoreResult<ReplyOutcome> {
-    ReplyArgs::new(tenant, call).call_one(executor).await
 }
 
 /// The columns `rows::read_conversation` reads, in a literal so queries stay `&'static str`.
@@ -445,11 +432,11 @@ impl Store for PgStore {
             in_reply_to: Some(reply.in_reply_to),
             id,
             channel: reply.channel,
-            body: &reply.body,
+            body: reply.body,
             delivery: &reply.delivery,
             turn_job: reply.turn_job.as_ref(),
         };
-        match self.hot.record_reply(ReplyArgs::new(tenant, &call)).await? {
+        match self.hot.record_reply(ReplyArgs::new(tenant, call)).await? {
             ReplyOutcome::Recorded => {}
             ReplyOutcome::LeaseLost => {
                 return Err(StoreError::Conflict(
